@@ -1,0 +1,3 @@
+from qe.cli import main
+
+main()

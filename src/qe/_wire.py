@@ -1,0 +1,51 @@
+"""What travels on the wire: JSON bytes (orjson), and the checks applied to them.
+
+Requests: ``{"cmd": <str>, "body": <object|list>}``. Replies: a JSON object with an integer
+``code`` (0 = success) and, on failure, ``error``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from ._errors import InvalidBody, PayloadTooLarge
+
+__all__ = ["MAX_DEPTH", "decode_object", "encode", "encode_checked"]
+
+MAX_DEPTH = 64  # orjson refuses deeper nesting itself on encode; we refuse it on decode
+
+
+def encode(value: Any) -> bytes:
+    return orjson.dumps(value)
+
+
+def encode_checked(value: Any, max_payload: int) -> bytes:
+    """Encode a request; refuse what is not JSON or does not fit, before anything is sent."""
+    try:
+        data = orjson.dumps(value)
+    except (TypeError, orjson.JSONEncodeError) as exc:
+        raise InvalidBody(f"not JSON-serializable ({exc})") from None
+    if len(data) > max_payload:
+        raise PayloadTooLarge(len(data), max_payload)
+    return data
+
+
+def check_body(body: object) -> object:
+    if body is None:
+        return {}
+    if not isinstance(body, dict | list):
+        raise InvalidBody(f"must be a JSON object or list, not {type(body).__name__}")
+    return body
+
+
+def decode_object(data: bytes, what: str = "message") -> dict[str, Any]:
+    """Parse bytes that must hold a JSON object; any other input is a clear InvalidBody."""
+    try:
+        value = orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidBody(f"{what} is not valid JSON ({exc.msg})") from None
+    if not isinstance(value, dict):
+        raise InvalidBody(f"{what} must be a JSON object, not {type(value).__name__}")
+    return value

@@ -1,0 +1,376 @@
+"""``App``: one python worker block on the Nexus."""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import logging
+import os
+import secrets
+import socket
+import time
+from collections.abc import Callable
+from typing import Any
+
+from .. import __version__
+from .._config import WorkerSettings, is_loopback_url
+from .._errors import CallTimeout, DuplicateResource, NexusUnavailable, NoWorkerOnline, QEError, error_from_wire
+from .._names import Identity, api_subject, check_app, parse_jid, sys_subject, to_subject
+from .._wire import check_body, encode, encode_checked
+from ._client import NexusClient, ProgressCallback
+from ._dispatch import Dispatcher, Handler
+
+__all__ = ["App", "AppState"]
+
+log = logging.getLogger("qe.worker")
+
+HEARTBEAT_INTERVAL = 1.0
+REGISTER_TIMEOUT = 5.0
+STOP_DEADLINE = 10.0
+CONTROL_PLANE_WAIT_LOG_EVERY = 10.0
+
+
+class AppState(enum.Enum):
+    NEW = "new"
+    STARTING = "starting"
+    READY = "ready"
+    STOPPING = "stopping"
+    STOPPED = "stopped"
+
+
+class _Xmpp:
+    """The guide's ``App.xmpp``: assign ``onapi`` (and later ``msgreceiver``)."""
+
+    def __init__(self, dispatcher: Dispatcher) -> None:
+        self._dispatcher = dispatcher
+
+    @property
+    def onapi(self) -> Handler | None:
+        return self._dispatcher.fallback
+
+    @onapi.setter
+    def onapi(self, handler: Handler | None) -> None:
+        self._dispatcher.fallback = handler
+
+
+class _Nexus:
+    """``@App.nexus.API("cmd")``: per-command handlers; they win over ``App.xmpp.onapi``."""
+
+    def __init__(self, dispatcher: Dispatcher) -> None:
+        self._dispatcher = dispatcher
+
+    def API(self, cmd: str) -> Callable[[Handler], Handler]:  # noqa: N802 - the guide's name
+        if not isinstance(cmd, str) or not cmd:
+            raise ValueError("@App.nexus.API needs a command name")
+
+        def register(handler: Handler) -> Handler:
+            self._dispatcher.commands[cmd] = handler
+            return handler
+
+        return register
+
+
+class App:
+    """A python worker: joins the Nexus as ``uid@app/resource`` and serves API calls.
+
+    Created at module level (the guide's way) it starts itself when the event loop runs.
+    Created inside a running loop, call ``await app.start()`` (or ``async with app``).
+    """
+
+    def __init__(
+        self,
+        resource: str | None = None,
+        public: bool | None = None,
+        rest: bool | int | None = None,
+        *,
+        app: str | None = None,
+        securekey: str | None = None,
+        key: str | None = None,
+        nexus: str | list[str] | None = None,
+        image: str | None = None,
+        concurrency: int | None = None,
+        autostart: bool = True,
+        autostart_nexus: bool = True,
+    ) -> None:
+        code = {
+            "resource": resource,
+            "public": public,
+            "rest": rest,
+            "app": app,
+            "key": key or securekey,
+            "nexus": nexus,
+            "image": image,
+            "concurrency": concurrency,
+        }
+        self.settings = WorkerSettings.build(code)
+        self.identity = Identity(self.settings.app, self.settings.key.uid, self.settings.resource)
+        self.state = AppState.NEW
+        self.instance = secrets.token_hex(8)
+        self.client = NexusClient(self.identity, self.settings.key, self.settings.nexus)
+        self._dispatcher = Dispatcher(
+            public=self.settings.public,
+            concurrency=self.settings.concurrency,
+            publish=self.client.publish,
+            max_payload=lambda: self.client.max_payload,
+        )
+        self.xmpp = _Xmpp(self._dispatcher)
+        self.nexus = _Nexus(self._dispatcher)
+        self._autostart_nexus = autostart_nexus
+        self._since = time.time()
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._subs: list[Any] = []
+        self._stopped: asyncio.Event | None = None
+        self.start_task: asyncio.Task[None] | None = None
+        self.client.on_reconnect.append(self._on_reconnected)
+        if autostart:
+            from ._runner import autostart as _autostart
+
+            _autostart(self)
+
+    # -- identity --------------------------------------------------------------------------
+
+    @property
+    def jid(self) -> str:
+        return self.identity.jid
+
+    @property
+    def app(self) -> str:
+        return self.identity.app
+
+    @property
+    def resource(self) -> str:
+        return self.identity.resource
+
+    def __repr__(self) -> str:
+        return f"<App {self.jid} {self.state.value}>"
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    async def __aenter__(self) -> App:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    async def start(self) -> None:
+        """Connect, claim the resource, subscribe; returns when the worker is serving."""
+        if self.state is not AppState.NEW:
+            raise RuntimeError(f"start() called on a {self.state.value} App")
+        self.state = AppState.STARTING
+        self._stopped = asyncio.Event()
+        await self._connect()
+        await self._register()
+        me = self.identity
+        self._subs = [
+            await self.client.nc.subscribe(f"nx.api.{me.app}.>", queue=me.app, cb=self._dispatcher.on_api),
+            await self.client.nc.subscribe(f"nx.to.{me.app}.{me.uid}.{me.resource}.>", cb=self._dispatcher.on_to_me),
+        ]
+        await self.client.nc.flush()
+        self._own(self._heartbeat(), "heartbeat")
+        self.state = AppState.READY
+        log.info("%s is online (app %s, %s)", self.jid, me.app, "public" if self.settings.public else "private")
+
+    async def stop(self) -> None:
+        """Ordered shutdown: stop intake, finish in-flight calls, say goodbye, close. Idempotent."""
+        if self.state in (AppState.STOPPING, AppState.STOPPED):
+            if self._stopped is not None:
+                await self._stopped.wait()
+            return
+        started = self.state is not AppState.NEW
+        self.state = AppState.STOPPING
+        if started:
+            self._dispatcher.accepting = False
+            for sub in self._subs:
+                try:
+                    await sub.unsubscribe()
+                except Exception:
+                    log.debug("unsubscribe failed", exc_info=True)
+            if not await self._dispatcher.wait_idle(STOP_DEADLINE):
+                log.warning(
+                    "%d calls still running after %g s; cancelling them", self._dispatcher.inflight, STOP_DEADLINE
+                )
+                for task in list(self._dispatcher.tasks):
+                    task.cancel()
+            if self.client.nc.is_connected:
+                try:
+                    await self.client.publish(sys_subject("bye", self.identity), encode({"instance": self.instance}))
+                except QEError:
+                    log.debug("could not say goodbye", exc_info=True)
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, *self._dispatcher.tasks, return_exceptions=True)
+        await self.client.close()
+        self.state = AppState.STOPPED
+        if self._stopped is not None:
+            self._stopped.set()
+        log.info("%s stopped", self.jid)
+
+    async def ready(self) -> None:
+        """Wait until the worker serves (starting it if nobody has)."""
+        if self.start_task is not None:
+            await self.start_task
+        elif self.state is AppState.NEW:
+            await self.start()
+
+    async def wait_stopped(self) -> None:
+        if self._stopped is None:
+            self._stopped = asyncio.Event()
+        await self._stopped.wait()
+
+    def _own(self, coro: Any, name: str) -> asyncio.Task[Any]:
+        task = asyncio.get_running_loop().create_task(coro, name=f"qe:{name}")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    async def _connect(self) -> None:
+        urls = self.settings.nexus
+        local = all(is_loopback_url(u) for u in urls)
+        waited_since = time.monotonic()
+        last_log = 0.0
+        tried_autostart = False
+        while True:
+            try:
+                await self.client.connect()
+                return
+            except NexusUnavailable:
+                if local and self._autostart_nexus and not tried_autostart:
+                    tried_autostart = True
+                    from ._autostart import start_local_nexus
+
+                    log.info("no Nexus at %s; starting the local one", ", ".join(urls))
+                    await start_local_nexus(urls[0], self.settings.home)
+                    continue
+                now = time.monotonic()
+                if now - last_log >= CONTROL_PLANE_WAIT_LOG_EVERY:
+                    log.warning("waiting for the Nexus at %s (%.0f s so far)", ", ".join(urls), now - waited_since)
+                    last_log = now
+                await asyncio.sleep(1.0)
+
+    def _presence(self) -> dict[str, Any]:
+        return {
+            "instance": self.instance,
+            "public": self.settings.public,
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+            "since": self._since,
+            "inflight": self._dispatcher.inflight,
+            "version": __version__,
+        }
+
+    async def _register(self) -> None:
+        """Claim ``uid@app/resource``; refused if another live block holds it."""
+        waited = time.monotonic()
+        while True:
+            try:
+                reply = await self.client.request(
+                    sys_subject("register", self.identity),
+                    encode(self._presence()),
+                    timeout=REGISTER_TIMEOUT,
+                    target="the control plane",
+                )
+                break
+            except (NoWorkerOnline, CallTimeout):
+                if time.monotonic() - waited > REGISTER_TIMEOUT:
+                    log.warning("the Nexus has no control plane answering yet; still trying")
+                    waited = time.monotonic()
+                await asyncio.sleep(0.5)
+        if reply.get("code") != 0:
+            raise error_from_wire(reply)
+        self._dispatcher.roles.update(reply)
+
+    async def _on_reconnected(self) -> None:
+        if self.state is not AppState.READY:
+            return
+        try:
+            await self._register()
+        except DuplicateResource:
+            log.error("after reconnecting, %s is held by another block; stopping", self.jid)
+            self._own(self.stop(), "stop")
+        except QEError as exc:
+            log.warning("re-registering after reconnect failed: %s", exc)
+
+    async def _heartbeat(self) -> None:
+        subject = sys_subject("hb", self.identity)
+        while True:
+            await asyncio.sleep(HEARTBEAT_INTERVAL)
+            if self.client.nc.is_connected:
+                try:
+                    await self.client.publish(subject, encode(self._presence()))
+                except QEError as exc:
+                    log.debug("heartbeat not sent: %s", exc)
+
+    # -- calls out -------------------------------------------------------------------------
+
+    async def call(
+        self,
+        app: str | None = None,
+        cmd: str = "ping",
+        body: Any = None,
+        jid: str | None = None,
+        timeout: float = 30.0,
+        on_progress: ProgressCallback | None = None,
+    ) -> dict[str, Any]:
+        """Like :meth:`api` but raises a :class:`~qe.bridge.QEError` subclass on failure."""
+        return await request_api(self.client, app, cmd, body, jid, timeout, on_progress)
+
+    async def api(
+        self,
+        app: str | None = None,
+        cmd: str = "ping",
+        body: Any = None,
+        jid: str | None = None,
+        timeout: float = 30.0,
+        on_progress: ProgressCallback | None = None,
+    ) -> dict[str, Any]:
+        """Call ``cmd`` on a worker of ``app`` (or the block ``jid``); returns a dict, never raises.
+
+        Success has ``code: 0``; failure has a nonzero ``code`` and an ``error`` text.
+        """
+        try:
+            return await self.call(app, cmd, body, jid, timeout, on_progress)
+        except QEError as exc:
+            return exc.to_wire()
+
+    async def find(self, app: str | None = None, timeout: float = 5.0) -> dict[str, Any]:
+        """The online blocks of ``app`` (default: mine): ``{"code": 0, "jids": [...], "blocks": [...]}``."""
+        try:
+            return await request_find(self.client, app or self.identity.app, timeout)
+        except QEError as exc:
+            return exc.to_wire()
+
+
+async def request_api(
+    client: NexusClient,
+    app: str | None,
+    cmd: str,
+    body: Any,
+    jid: str | None,
+    timeout: float,
+    on_progress: ProgressCallback | None,
+) -> dict[str, Any]:
+    """One API call over ``client``; raises on any failure (shared by App and the CLI)."""
+    if not isinstance(cmd, str) or not cmd:
+        raise QEError("cmd must be a non-empty text")
+    data = encode_checked({"cmd": cmd, "body": check_body(body)}, client.max_payload)
+    if jid is not None:
+        target = parse_jid(jid)
+        subject, name = to_subject(target, "api", client.identity), jid
+    else:
+        name = check_app(app)
+        subject = api_subject(name, client.identity)
+    reply = await client.request(subject, data, timeout=timeout, target=name, on_progress=on_progress)
+    if reply.get("code") != 0:
+        raise error_from_wire(reply)
+    return reply
+
+
+async def request_find(client: NexusClient, app: str, timeout: float) -> dict[str, Any]:
+    check_app(app)
+    reply = await client.request(
+        sys_subject("find", client.identity), encode({"app": app}), timeout=timeout, target="the control plane"
+    )
+    if reply.get("code") != 0:
+        raise error_from_wire(reply)
+    return reply

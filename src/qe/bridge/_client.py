@@ -1,0 +1,248 @@
+"""The connection to the Nexus: one nats-py client, its reply mux, and the one place where
+nats-py errors become ours.
+
+Calls use a single wildcard subscription ``_INBOX.<app>.<uid>.<nuid>.*`` (the credential may
+only read its own inboxes). Each call has a token; a reply with the status header 503 means
+no subscriber took the request (``no worker online``). A reply carrying ``"progress"`` does
+not end the call: it is handed to the call's ``on_progress`` and the call keeps waiting.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import logging
+import secrets
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import nats
+import nats.errors
+from nats.aio.client import Client as NatsClient
+from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
+
+from .._errors import (
+    CallTimeout,
+    NexusUnavailable,
+    NotAuthorized,
+    NoWorkerOnline,
+    PayloadTooLarge,
+    QEError,
+)
+from .._keys import AppKey
+from .._names import Identity
+from .._wire import decode_object
+
+__all__ = ["ClientState", "NexusClient"]
+
+log = logging.getLogger("qe.client")
+
+ProgressCallback = Callable[[dict[str, Any]], Awaitable[None] | None]
+
+CONNECT_TIMEOUT = 2.0
+RECONNECT_WAIT = 0.5
+
+
+class ClientState(enum.Enum):
+    NEW = "new"
+    CONNECTED = "connected"
+    RECONNECTING = "reconnecting"
+    CLOSED = "closed"
+
+
+class _Pending:
+    __slots__ = ("future", "on_progress")
+
+    def __init__(self, future: asyncio.Future[dict[str, Any]], on_progress: ProgressCallback | None) -> None:
+        self.future = future
+        self.on_progress = on_progress
+
+
+class NexusClient:
+    """One authenticated connection, identified as ``identity``."""
+
+    def __init__(self, identity: Identity, key: AppKey, servers: tuple[str, ...], *, name: str | None = None) -> None:
+        self.identity = identity
+        self._key = key
+        self._servers = servers
+        self._name = name or identity.jid
+        self.nc = NatsClient()
+        self.state = ClientState.NEW
+        self._pending: dict[str, _Pending] = {}
+        self._mux_prefix = f"{identity.inbox_prefix}.{secrets.token_hex(8)}."
+        self._mux_sub: Subscription | None = None
+        self._counter = 0
+        self.on_connect: list[Callable[[], Awaitable[None]]] = []
+        self.on_disconnect: list[Callable[[], Awaitable[None]]] = []
+        self.on_reconnect: list[Callable[[], Awaitable[None]]] = []
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    async def connect(self, *, reconnect: bool = True) -> None:
+        try:
+            await self.nc.connect(
+                servers=list(self._servers),
+                name=self._name,
+                nkeys_seed_str=self._key.seed,
+                inbox_prefix=self.identity.inbox_prefix,
+                connect_timeout=int(CONNECT_TIMEOUT),
+                allow_reconnect=reconnect,
+                max_reconnect_attempts=-1 if reconnect else 0,
+                reconnect_time_wait=RECONNECT_WAIT,  # type: ignore[arg-type]
+                error_cb=self._on_error,
+                disconnected_cb=self._on_disconnected,
+                reconnected_cb=self._on_reconnected,
+                closed_cb=self._on_closed,
+                ping_interval=10,
+                max_outstanding_pings=2,
+            )
+        except Exception as exc:
+            # nats-py may leave reconnect machinery running after a failed first connect
+            await self._abandon()
+            raise translate_connect_error(exc, self._servers) from exc
+        self.state = ClientState.CONNECTED
+        self._mux_sub = await self.nc.subscribe(self._mux_prefix + "*", cb=self._on_reply)
+        for cb in self.on_connect:
+            await cb()
+
+    async def _abandon(self) -> None:
+        try:
+            await self.nc.close()
+        except Exception:  # the connection never came up; nothing to close cleanly
+            log.debug("closing a failed connection", exc_info=True)
+        self.nc = NatsClient()
+
+    async def close(self) -> None:
+        """Drain subscriptions and close; idempotent."""
+        if self.state is ClientState.CLOSED:
+            return
+        self.state = ClientState.CLOSED
+        for pending in self._pending.values():
+            if not pending.future.done():
+                pending.future.set_exception(NexusUnavailable("connection closed"))
+        self._pending.clear()
+        if self.nc.is_connected:
+            try:
+                await self.nc.drain()
+            except Exception:
+                log.debug("drain failed; closing", exc_info=True)
+        if not self.nc.is_closed:
+            await self.nc.close()
+
+    @property
+    def max_payload(self) -> int:
+        return self.nc.max_payload or 1024 * 1024
+
+    # -- callbacks from nats-py ------------------------------------------------------------
+
+    async def _on_error(self, exc: Exception) -> None:
+        text = str(exc)
+        if "Permissions Violation" in text or "permissions violation" in text.lower():
+            log.warning("the Nexus refused an operation: %s", text.strip("'"))
+        elif isinstance(exc, nats.errors.StaleConnectionError | ConnectionRefusedError | OSError):
+            log.debug("connection error: %s", exc)
+        else:
+            log.debug("nats error: %r", exc)
+
+    async def _on_disconnected(self) -> None:
+        if self.state is ClientState.CONNECTED:
+            self.state = ClientState.RECONNECTING
+            log.warning("disconnected from the Nexus; reconnecting")
+            for cb in self.on_disconnect:
+                await cb()
+
+    async def _on_reconnected(self) -> None:
+        if self.state is ClientState.CLOSED:
+            return
+        self.state = ClientState.CONNECTED
+        log.info("reconnected to the Nexus at %s", self.nc.connected_url.netloc if self.nc.connected_url else "?")
+        for cb in self.on_reconnect:
+            await cb()
+
+    async def _on_closed(self) -> None:
+        self.state = ClientState.CLOSED
+
+    # -- calls -----------------------------------------------------------------------------
+
+    async def _on_reply(self, msg: Msg) -> None:
+        token = msg.subject[len(self._mux_prefix) :]
+        pending = self._pending.get(token)
+        if pending is None or pending.future.done():
+            return
+        if msg.headers and msg.headers.get("Status") == "503":
+            pending.future.set_exception(NoWorkerOnline(""))
+            return
+        try:
+            reply = decode_object(msg.data, "reply")
+        except QEError as exc:
+            pending.future.set_exception(exc)
+            return
+        if "progress" in reply and "code" not in reply:
+            if pending.on_progress is not None:
+                try:
+                    result = pending.on_progress(reply["progress"])
+                    if result is not None:
+                        await result
+                except Exception:
+                    log.exception("on_progress callback failed")
+            return
+        pending.future.set_result(reply)
+
+    async def request(
+        self,
+        subject: str,
+        data: bytes,
+        *,
+        timeout: float,
+        target: str,
+        on_progress: ProgressCallback | None = None,
+    ) -> dict[str, Any]:
+        """Send ``data`` to ``subject`` and wait for the one final reply."""
+        if len(data) > self.max_payload:
+            raise PayloadTooLarge(len(data), self.max_payload)
+        if self.state is ClientState.CLOSED or self.state is ClientState.NEW:
+            raise NexusUnavailable("not connected")
+        self._counter += 1
+        token = str(self._counter)
+        future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        self._pending[token] = _Pending(future, on_progress)
+        try:
+            try:
+                await self.nc.publish(subject, data, reply=self._mux_prefix + token)
+            except Exception as exc:
+                raise translate_publish_error(exc) from exc
+            try:
+                return await asyncio.wait_for(future, timeout)
+            except TimeoutError:
+                raise CallTimeout(target, timeout) from None
+            except NoWorkerOnline:
+                raise NoWorkerOnline(target) from None
+        finally:
+            self._pending.pop(token, None)
+
+    async def publish(self, subject: str, data: bytes) -> None:
+        if len(data) > self.max_payload:
+            raise PayloadTooLarge(len(data), self.max_payload)
+        try:
+            await self.nc.publish(subject, data)
+        except Exception as exc:
+            raise translate_publish_error(exc) from exc
+
+
+def translate_connect_error(exc: BaseException, servers: tuple[str, ...]) -> QEError:
+    where = ", ".join(servers)
+    text = str(exc)
+    if "authorization" in text.lower():
+        return NotAuthorized(f"the Nexus at {where} refused this key (unknown, rotated or revoked)")
+    return NexusUnavailable(f"cannot reach the Nexus at {where}")
+
+
+def translate_publish_error(exc: BaseException) -> QEError:
+    if isinstance(exc, nats.errors.MaxPayloadError):
+        return NexusUnavailable(f"the Nexus refused the message size: {exc}")
+    if isinstance(exc, nats.errors.ConnectionClosedError | nats.errors.ConnectionDrainingError):
+        return NexusUnavailable("connection closed")
+    if isinstance(exc, nats.errors.OutboundBufferLimitError):
+        return NexusUnavailable("disconnected from the Nexus and the send buffer is full")
+    return NexusUnavailable(f"{type(exc).__name__}: {exc}")

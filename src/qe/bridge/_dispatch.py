@@ -1,0 +1,187 @@
+"""Incoming API calls: decode, check the caller, run the handler, answer.
+
+nats-py runs one subscription's callbacks one after another, so the callback only parses
+the subject and hands the call to a task; the handler runs under a semaphore
+(``concurrency``), and excess calls wait in line, none is dropped. A sync handler runs in a
+thread so it cannot block the loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import orjson
+from nats.aio.msg import Msg
+
+from .._errors import BadRequest, Forbidden, HandlerFailed, PayloadTooLarge, QEError, UnknownCommand
+from .._wire import decode_object, encode
+from ._specs import APISpecs
+
+__all__ = ["Dispatcher", "Handler"]
+
+log = logging.getLogger("qe.worker")
+
+Handler = Callable[[APISpecs], Awaitable[Any] | Any]
+PONG: dict[str, Any] = {"code": 0, "pong": True}
+
+
+class Roles:
+    """Who owns the app and who are its partners (from the control plane)."""
+
+    def __init__(self) -> None:
+        self.owner: str | None = None
+        self.partners: frozenset[str] = frozenset()
+
+    def update(self, info: dict[str, Any]) -> None:
+        owner = info.get("owner")
+        self.owner = owner if isinstance(owner, str) else None
+        partners = info.get("partners")
+        self.partners = (
+            frozenset(p for p in partners if isinstance(p, str)) if isinstance(partners, list) else frozenset()
+        )
+
+    def of(self, uid: str) -> str:
+        if uid == self.owner:
+            return "owner"
+        if uid in self.partners:
+            return "partner"
+        return "user"
+
+
+class Dispatcher:
+    def __init__(
+        self,
+        *,
+        public: bool,
+        concurrency: int,
+        publish: Callable[[str, bytes], Awaitable[None]],
+        max_payload: Callable[[], int],
+    ) -> None:
+        self.public = public
+        self.roles = Roles()
+        self.commands: dict[str, Handler] = {}
+        self.fallback: Handler | None = None
+        self._publish = publish
+        self._max_payload = max_payload
+        self._sem = asyncio.Semaphore(concurrency)
+        self.tasks: set[asyncio.Task[None]] = set()
+        self.accepting = True
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    @property
+    def inflight(self) -> int:
+        return len(self.tasks)
+
+    # -- intake ----------------------------------------------------------------------------
+
+    async def on_api(self, msg: Msg) -> None:
+        """``nx.api.<me>.<app>.<uid>.<res>``: any worker of my app."""
+        parts = msg.subject.split(".")
+        if len(parts) == 6:
+            self._spawn(msg, parts[3], parts[4], parts[5])
+
+    async def on_to_me(self, msg: Msg) -> None:
+        """``nx.to.<me>.<uid>.<res>.<kind>.<app>.<uid>.<res>``: this block by name."""
+        parts = msg.subject.split(".")
+        if len(parts) == 9 and parts[5] == "api":
+            self._spawn(msg, parts[6], parts[7], parts[8])
+
+    def _spawn(self, msg: Msg, app: str, uid: str, resource: str) -> None:
+        if not self.accepting:
+            return  # unsubscribed already; a late message goes unanswered and the caller times out
+        task = asyncio.get_running_loop().create_task(self._serve(msg, app, uid, resource))
+        self.tasks.add(task)
+        self._idle.clear()
+        task.add_done_callback(self._done)
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self.tasks.discard(task)
+        if not self.tasks:
+            self._idle.set()
+        if not task.cancelled() and task.exception() is not None:
+            log.error("serving a call failed", exc_info=task.exception())
+
+    async def wait_idle(self, timeout: float) -> bool:
+        try:
+            await asyncio.wait_for(self._idle.wait(), timeout)
+        except TimeoutError:
+            return False
+        return True
+
+    # -- one call --------------------------------------------------------------------------
+
+    async def _serve(self, msg: Msg, app: str, uid: str, resource: str) -> None:
+        reply_to = msg.reply
+        progress = None
+        if reply_to:
+
+            async def progress(value: Any) -> None:
+                await self._publish(reply_to, encode({"progress": value}))
+
+        async with self._sem:
+            reply = await self.answer(msg.data, app, uid, resource, progress)
+        if not reply_to:
+            return
+        try:
+            data = encode(reply)
+        except (TypeError, orjson.JSONEncodeError) as exc:
+            data = encode(HandlerFailed(f"the handler's result is not JSON-serializable ({exc})").to_wire())
+        limit = self._max_payload()
+        if len(data) > limit:
+            data = encode(PayloadTooLarge(len(data), limit).to_wire())
+        await self._publish(reply_to, data)
+
+    async def answer(
+        self,
+        data: bytes,
+        app: str,
+        uid: str,
+        resource: str,
+        progress: Callable[[Any], Awaitable[None]] | None = None,
+    ) -> dict[str, Any]:
+        """The reply to one request, as a dict; never raises (but cancellation)."""
+        try:
+            request = decode_object(data, "request")
+        except QEError as exc:
+            return exc.to_wire()
+        cmd = request.get("cmd")
+        if not isinstance(cmd, str) or not cmd:
+            return BadRequest("bad request: the request needs a text field 'cmd'").to_wire()
+        role = self.roles.of(uid)
+        if not self.public and role == "user":
+            return Forbidden().to_wire()
+        handler = self.commands.get(cmd, self.fallback)
+        result: Any = None
+        if handler is not None:
+            specs = APISpecs(cmd, request.get("body", {}), app, uid, resource, role, progress)
+            try:
+                result = await run_handler(handler, specs)
+            except QEError as exc:
+                return exc.to_wire()
+            except Exception as exc:
+                log.exception("handler for %r failed", cmd)
+                return HandlerFailed(f"{type(exc).__name__}: {exc}").to_wire()
+        if result is None:
+            return PONG if cmd == "ping" else UnknownCommand(cmd).to_wire()
+        if not isinstance(result, dict):
+            return HandlerFailed(
+                f"the handler returned {type(result).__name__}; it must return a JSON object (dict)"
+            ).to_wire()
+        if "code" not in result:
+            return {"code": 0, **result}
+        return result
+
+
+async def run_handler(handler: Callable[..., Any], *args: Any) -> Any:
+    """Run an async handler in this task, a sync one in a thread."""
+    if inspect.iscoroutinefunction(handler):
+        return await handler(*args)
+    result = await asyncio.to_thread(handler, *args)
+    if inspect.isawaitable(result):
+        result = await result
+    return result

@@ -1,0 +1,37 @@
+"""What a handler receives."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = ["APISpecs", "Role"]
+
+Role = str  # "owner" | "partner" | "user"
+
+
+@dataclass(slots=True)
+class APISpecs:
+    """One API call: the command, its JSON body, and who sent it.
+
+    ``app``, ``uid`` and ``resource`` come from the subject the Nexus delivered, which only
+    that sender may publish; ``role`` is the sender's relation to this worker's app.
+    """
+
+    cmd: str
+    body: Any
+    app: str
+    uid: str
+    resource: str
+    role: Role
+    _progress: Callable[[Any], Awaitable[None]] | None = field(default=None, repr=False)
+
+    @property
+    def jid(self) -> str:
+        return f"{self.uid}@{self.app}/{self.resource}"
+
+    async def progress(self, value: Any) -> None:
+        """Send a progress update to the caller (JSON value); no-op when nobody waits."""
+        if self._progress is not None:
+            await self._progress(value)

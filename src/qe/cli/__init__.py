@@ -1,0 +1,5 @@
+"""The ``qe`` command line."""
+
+from ._main import cli, main
+
+__all__ = ["cli", "main"]

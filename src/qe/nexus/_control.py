@@ -1,0 +1,231 @@
+"""The control plane (``nexusd``): presence, find, unique resources, registry events.
+
+It listens on ``nx.sys.<verb>.<app>.<uid>.<res>`` (queue group ``nexusd``, so replicas
+share the work). The sender is read from the subject, which the server lets only that
+credential publish.
+
+Presence: a block registers once, then sends a heartbeat every second; a clean stop says
+``bye`` (removed at once), a crash is noticed when heartbeats stop (3 s). A resource held by
+a live block cannot be claimed by another; a holder that no longer answers ``ping`` is
+replaced at once, so a crashed worker can be restarted immediately.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from nats.aio.msg import Msg
+
+from .._errors import BadRequest, DuplicateResource, QEError
+from .._names import Identity, check_app, to_subject
+from .._wire import decode_object, encode
+from ..bridge._client import NexusClient
+from ._registry import SYSTEM_APP, SYSTEM_UID, Registry
+
+__all__ = ["EXPIRY", "ControlPlane"]
+
+log = logging.getLogger("qe.nexusd")
+
+EXPIRY = 3.0
+SWEEP_EVERY = 0.5
+REGISTRY_POLL = 1.0
+LIVENESS_TIMEOUT = 1.0
+CONTROL_IDENTITY = Identity(SYSTEM_APP, SYSTEM_UID, "nexusd")
+
+
+@dataclass
+class Block:
+    identity: Identity
+    instance: str
+    info: dict[str, Any]
+    last_seen: float = field(default_factory=time.monotonic)
+
+    def describe(self) -> dict[str, Any]:
+        info = self.info
+        return {
+            "jid": self.identity.jid,
+            "app": self.identity.app,
+            "uid": self.identity.uid,
+            "resource": self.identity.resource,
+            "host": info.get("host"),
+            "pid": info.get("pid"),
+            "public": info.get("public"),
+            "since": info.get("since"),
+            "inflight": info.get("inflight", 0),
+            "version": info.get("version"),
+        }
+
+
+class ControlPlane:
+    def __init__(self, registry: Registry, client: NexusClient) -> None:
+        self.registry = registry
+        self.client = client
+        self.blocks: dict[Identity, Block] = {}
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._registry_mtime = 0.0
+
+    async def start(self) -> None:
+        await self.client.nc.subscribe("nx.sys.>", queue="nexusd", cb=self._on_sys)
+        await self.client.nc.flush()
+        self._registry_mtime = self._mtime()
+        self._own(self._sweep(), "sweep")
+        self._own(self._watch_registry(), "registry")
+
+    async def stop(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    def _own(self, coro: Any, name: str) -> None:
+        task = asyncio.get_running_loop().create_task(coro, name=f"nexusd:{name}")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # -- intake ----------------------------------------------------------------------------
+
+    async def _on_sys(self, msg: Msg) -> None:
+        parts = msg.subject.split(".")
+        if len(parts) != 6:
+            return
+        sender = Identity(parts[3], parts[4], parts[5])
+        self._own(self._handle(parts[2], sender, msg), "request")
+
+    async def _handle(self, verb: str, sender: Identity, msg: Msg) -> None:
+        try:
+            request = decode_object(msg.data, "request")
+            reply = await self._answer(verb, sender, request)
+        except QEError as exc:
+            reply = exc.to_wire()
+        except Exception as exc:  # never let one bad request take the control plane down
+            log.exception("control plane request %r from %s failed", verb, sender.jid)
+            reply = {"code": 500, "error": f"control plane error: {type(exc).__name__}"}
+        if msg.reply and reply is not None:
+            await self.client.nc.publish(msg.reply, encode(reply))
+
+    async def _answer(self, verb: str, sender: Identity, request: dict[str, Any]) -> dict[str, Any] | None:
+        if verb == "register":
+            return await self._register(sender, request)
+        if verb == "hb":
+            self._heartbeat(sender, request)
+            return None
+        if verb == "bye":
+            self._bye(sender, request)
+            return None
+        if verb == "find":
+            return self.find(check_app(request.get("app")))
+        raise BadRequest(f"bad request: unknown control-plane verb {verb!r}")
+
+    # -- presence --------------------------------------------------------------------------
+
+    @staticmethod
+    def _instance(request: dict[str, Any]) -> str:
+        instance = request.get("instance")
+        if not isinstance(instance, str) or not instance or len(instance) > 64:
+            raise BadRequest("bad request: 'instance' must be a short text")
+        return instance
+
+    async def _register(self, sender: Identity, request: dict[str, Any]) -> dict[str, Any]:
+        instance = self._instance(request)
+        holder = self.blocks.get(sender)
+        if holder is not None and holder.instance != instance and await self._alive(holder):
+            where = f"pid {holder.info.get('pid')} on {holder.info.get('host')}"
+            raise DuplicateResource(
+                f"resource {sender.resource!r} is already online as {sender.jid} ({where}); "
+                "each python worker needs a unique resource: stop that one or choose another "
+                "(e.g. 'python run.py resource=pyworker2')"
+            )
+        self.blocks[sender] = Block(sender, instance, _clean_info(request))
+        log.info("%s is online", sender.jid)
+        app = self.registry.app(sender.app) or {}
+        return {"code": 0, "owner": app.get("owner"), "partners": app.get("partners", [])}
+
+    async def _alive(self, block: Block) -> bool:
+        """Ask the holder of a resource for a ping; silence means it is gone."""
+        try:
+            reply = await self.client.request(
+                to_subject(block.identity, "api", CONTROL_IDENTITY),
+                encode({"cmd": "ping", "body": {}}),
+                timeout=LIVENESS_TIMEOUT,
+                target=block.identity.jid,
+            )
+        except QEError:
+            return False
+        return isinstance(reply, dict)
+
+    def _heartbeat(self, sender: Identity, request: dict[str, Any]) -> None:
+        instance = self._instance(request)
+        block = self.blocks.get(sender)
+        if block is None:
+            # after a control-plane restart: the heartbeat carries everything register did
+            self.blocks[sender] = Block(sender, instance, _clean_info(request))
+        elif block.instance == instance:
+            block.info = _clean_info(request)
+            block.last_seen = time.monotonic()
+
+    def _bye(self, sender: Identity, request: dict[str, Any]) -> None:
+        block = self.blocks.get(sender)
+        if block is not None and block.instance == self._instance(request):
+            del self.blocks[sender]
+            log.info("%s went offline", sender.jid)
+
+    async def _sweep(self) -> None:
+        while True:
+            await asyncio.sleep(SWEEP_EVERY)
+            now = time.monotonic()
+            for ident, block in list(self.blocks.items()):
+                if now - block.last_seen > EXPIRY:
+                    del self.blocks[ident]
+                    log.info("%s stopped answering; removed", ident.jid)
+
+    def find(self, app: str) -> dict[str, Any]:
+        blocks = sorted((b for b in self.blocks.values() if b.identity.app == app), key=lambda b: b.identity.jid)
+        return {
+            "code": 0,
+            "app": app,
+            "jids": [b.identity.jid for b in blocks],
+            "blocks": [b.describe() for b in blocks],
+        }
+
+    # -- registry changes ------------------------------------------------------------------
+
+    def _mtime(self) -> float:
+        try:
+            return self.registry.paths.registry.stat().st_mtime
+        except OSError:
+            return 0.0
+
+    async def _watch_registry(self) -> None:
+        while True:
+            await asyncio.sleep(REGISTRY_POLL)
+            mtime = self._mtime()
+            if mtime == self._registry_mtime:
+                continue
+            self._registry_mtime = mtime
+            try:
+                self.registry.reload()
+            except QEError as exc:
+                log.error("%s", exc)
+                continue
+            for name, info in self.registry.data["apps"].items():
+                await self.client.nc.publish(
+                    f"nx.evt.{name}.app", encode({"owner": info["owner"], "partners": info.get("partners", [])})
+                )
+
+
+_INFO_FIELDS = {"host": str, "pid": int, "public": bool, "since": float, "inflight": int, "version": str}
+
+
+def _clean_info(request: dict[str, Any]) -> dict[str, Any]:
+    """Keep only known presence fields of the right types (they are shown to others)."""
+    out: dict[str, Any] = {}
+    for name, kind in _INFO_FIELDS.items():
+        value = request.get(name)
+        if kind is float and isinstance(value, int | float) and not isinstance(value, bool):
+            out[name] = float(value)
+        elif isinstance(value, kind) and not (kind is int and isinstance(value, bool)):
+            out[name] = value[:200] if isinstance(value, str) else value
+    return out

@@ -1,0 +1,234 @@
+"""The registry: users, apps (owner, partners) and keys, kept in one JSON file.
+
+Only public halves of keys are stored. Every change is made under a file lock and written
+atomically; the process that changes it also re-renders the NATS config and asks a running
+nats-server to reload it (see :mod:`qe.nexus._server`), so new keys work at once and
+revoked ones stop without a restart.
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+import os
+import re
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from filelock import FileLock
+
+from .._errors import BadRequest, ConfigError
+from .._keys import AppKey, generate_key, read_key_file, write_secret_file
+from .._names import check_app, check_uid
+
+__all__ = ["SYSTEM_APP", "SYSTEM_UID", "NexusPaths", "Registry"]
+
+SYSTEM_APP = "qe"  # the app of the CLI and the control plane
+SYSTEM_UID = "system"  # the control plane's uid; no person may take it
+_SCHEMA = 1
+
+
+@dataclass(frozen=True)
+class NexusPaths:
+    """Where one Nexus keeps its state (under the per-user data directory)."""
+
+    home: Path
+
+    @property
+    def root(self) -> Path:
+        return self.home / "nexus"
+
+    @property
+    def registry(self) -> Path:
+        return self.root / "registry.json"
+
+    @property
+    def lock(self) -> Path:
+        return self.root / "registry.lock"
+
+    @property
+    def up_lock(self) -> Path:
+        return self.root / "up.lock"
+
+    @property
+    def nats_conf(self) -> Path:
+        return self.root / "nats.conf"
+
+    @property
+    def jetstream(self) -> Path:
+        return self.root / "jetstream"
+
+    @property
+    def state(self) -> Path:
+        return self.root / "state.json"
+
+    @property
+    def logs(self) -> Path:
+        return self.root / "logs"
+
+    @property
+    def control_key(self) -> Path:
+        return self.root / "nexusd.key"
+
+    @property
+    def owner_key(self) -> Path:
+        """The local owner's key for the ``qe`` app, used by the CLI."""
+        return self.root / "owner.key"
+
+
+def local_owner_name() -> str:
+    try:
+        name = getpass.getuser().lower()
+    except Exception:  # no user name on some containers
+        name = "owner"
+    name = re.sub(r"[^a-z0-9-]", "-", name).strip("-")[:40] or "owner"
+    return "owner" if name == SYSTEM_UID else name
+
+
+class Registry:
+    """Load with :meth:`open`; change inside :meth:`edit` (locked, atomic)."""
+
+    def __init__(self, paths: NexusPaths, data: dict[str, Any]) -> None:
+        self.paths = paths
+        self.data = data
+
+    # -- loading ---------------------------------------------------------------------------
+
+    @classmethod
+    def open(cls, paths: NexusPaths) -> Registry:
+        """Load the registry, creating it (local owner, CLI and control-plane keys) on first use."""
+        paths.root.mkdir(parents=True, exist_ok=True)
+        with FileLock(str(paths.lock), timeout=10):
+            if not paths.registry.exists():
+                cls._bootstrap(paths)
+            return cls(paths, cls._read(paths))
+
+    @staticmethod
+    def _read(paths: NexusPaths) -> dict[str, Any]:
+        try:
+            data = json.loads(paths.registry.read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            raise ConfigError(f"the registry {paths.registry} cannot be read: {exc}") from None
+        if not isinstance(data, dict) or data.get("schema") != _SCHEMA:
+            raise ConfigError(f"the registry {paths.registry} has an unknown format")
+        return data
+
+    @classmethod
+    def _bootstrap(cls, paths: NexusPaths) -> None:
+        owner = local_owner_name()
+        now = time.time()
+        data: dict[str, Any] = {
+            "schema": _SCHEMA,
+            "owner": owner,
+            "users": {owner: {"created": now}},
+            "apps": {SYSTEM_APP: {"owner": owner, "partners": [], "created": now}},
+            "keys": {},
+            "control": "",
+        }
+        cli = generate_key(SYSTEM_APP, owner)
+        control = generate_key(SYSTEM_APP, SYSTEM_UID)
+        data["keys"][cli.public] = {"app": SYSTEM_APP, "uid": owner, "created": now, "label": "cli"}
+        data["control"] = control.public
+        write_secret_file(paths.owner_key, cli.secret)
+        write_secret_file(paths.control_key, control.secret)
+        cls._write(paths, data)
+
+    @staticmethod
+    def _write(paths: NexusPaths, data: dict[str, Any]) -> None:
+        tmp = paths.registry.with_name("registry.json.tmp")
+        tmp.write_text(json.dumps(data, indent=2, sort_keys=True))
+        os.replace(tmp, paths.registry)
+
+    @contextmanager
+    def edit(self) -> Iterator[dict[str, Any]]:
+        """Change the registry under its lock; written when the block ends without error."""
+        with FileLock(str(self.paths.lock), timeout=10):
+            data = self._read(self.paths)
+            yield data
+            self._write(self.paths, data)
+            self.data = data
+
+    def reload(self) -> None:
+        self.data = self._read(self.paths)
+
+    # -- queries ---------------------------------------------------------------------------
+
+    @property
+    def owner(self) -> str:
+        return str(self.data["owner"])
+
+    def app(self, name: str) -> dict[str, Any] | None:
+        app = self.data["apps"].get(name)
+        return app if isinstance(app, dict) else None
+
+    def role(self, app: str, uid: str) -> str:
+        info = self.app(app) or {}
+        if uid == info.get("owner"):
+            return "owner"
+        if uid in info.get("partners", []):
+            return "partner"
+        return "user"
+
+    def keys(self) -> dict[str, dict[str, Any]]:
+        return dict(self.data["keys"])
+
+    def cli_key(self) -> AppKey:
+        return read_key_file(self.paths.owner_key)
+
+    def control_key(self) -> AppKey:
+        return read_key_file(self.paths.control_key)
+
+    # -- changes ---------------------------------------------------------------------------
+
+    def add_user(self, uid: str) -> None:
+        check_uid(uid)
+        if uid == SYSTEM_UID:
+            raise BadRequest(f"the uid {SYSTEM_UID!r} is reserved for the control plane")
+        with self.edit() as data:
+            if uid in data["users"]:
+                raise BadRequest(f"user {uid!r} already exists")
+            data["users"][uid] = {"created": time.time()}
+
+    def add_app(self, app: str, owner: str | None = None) -> bool:
+        """Register ``app`` owned by ``owner`` (default: the local owner). False if it exists."""
+        check_app(app)
+        with self.edit() as data:
+            owner = owner or data["owner"]
+            if owner not in data["users"]:
+                raise BadRequest(f"unknown user {owner!r} (add it with 'qe user add {owner}')")
+            existing = data["apps"].get(app)
+            if existing is not None:
+                if existing["owner"] != owner:
+                    raise BadRequest(f"app {app!r} already exists and belongs to {existing['owner']!r}")
+                return False
+            data["apps"][app] = {"owner": owner, "partners": [], "created": time.time()}
+            return True
+
+    def create_key(self, app: str, uid: str | None = None, label: str = "") -> AppKey:
+        """A new key for ``app`` held by ``uid`` (default: the app's owner)."""
+        with self.edit() as data:
+            info = data["apps"].get(app)
+            if info is None:
+                raise BadRequest(f"unknown app {app!r} (create it with 'qe new {app}' or 'qe app add {app}')")
+            uid = uid or info["owner"]
+            if uid not in data["users"]:
+                raise BadRequest(f"unknown user {uid!r}")
+            key = generate_key(app, uid)
+            data["keys"][key.public] = {"app": app, "uid": uid, "created": time.time(), "label": label}
+            return key
+
+    def revoke_keys(self, app: str, uid: str | None = None, keep: str | None = None) -> int:
+        """Remove the keys of ``app`` (held by ``uid`` if given) except the public key ``keep``."""
+        with self.edit() as data:
+            doomed = [
+                pub
+                for pub, info in data["keys"].items()
+                if info["app"] == app and (uid is None or info["uid"] == uid) and pub != keep
+            ]
+            for pub in doomed:
+                del data["keys"][pub]
+            return len(doomed)
