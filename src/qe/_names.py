@@ -32,7 +32,10 @@ __all__ = [
 _TOKEN = re.compile(r"[a-z0-9][a-z0-9-]{0,39}")
 _TOKEN_RULE = "use 1-40 characters: lower-case letters, digits and '-', starting with a letter or digit"
 _RESOURCE = re.compile(r"py[a-z0-9-]{0,38}")
-RESOURCE_RULE = "a python worker's resource must start with 'py' (e.g. 'pyworker1'), then lower-case letters, digits or '-', 2-40 characters"
+RESOURCE_RULE = (
+    "a python worker's resource must start with 'py' (e.g. 'pyworker1'), "
+    "then lower-case letters, digits or '-', 2-40 characters"
+)
 _CHANNEL = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
 _CHANNEL_RULE = "use 1-64 characters: lower-case letters, digits, '-' and '_'"
 

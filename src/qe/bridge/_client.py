@@ -88,7 +88,9 @@ class NexusClient:
                 inbox_prefix=self.identity.inbox_prefix,
                 connect_timeout=int(CONNECT_TIMEOUT),
                 allow_reconnect=reconnect,
-                max_reconnect_attempts=-1 if reconnect else 0,
+                # nats-py retries a first connect forever unless this is positive; we want a
+                # short first try over the servers, and endless reconnects once connected
+                max_reconnect_attempts=1,
                 reconnect_time_wait=RECONNECT_WAIT,  # type: ignore[arg-type]
                 error_cb=self._on_error,
                 disconnected_cb=self._on_disconnected,
@@ -101,6 +103,8 @@ class NexusClient:
             # nats-py may leave reconnect machinery running after a failed first connect
             await self._abandon()
             raise translate_connect_error(exc, self._servers) from exc
+        if reconnect:
+            self.nc.options["max_reconnect_attempts"] = -1
         self.state = ClientState.CONNECTED
         self._mux_sub = await self.nc.subscribe(self._mux_prefix + "*", cb=self._on_reply)
         for cb in self.on_connect:

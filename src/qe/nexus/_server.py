@@ -7,6 +7,7 @@ subscribe only to what is addressed to it; the control plane alone has wider rig
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -182,7 +183,5 @@ def reload_server(pid: int) -> None:
     if os.name == "nt":
         subprocess.run([find_nats_server(), "--signal", f"reload={pid}"], check=False, capture_output=True)
     else:
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGHUP)
-        except ProcessLookupError:
-            pass

@@ -1,0 +1,57 @@
+from __future__ import annotations
+
+import itertools
+import os
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from qe.bridge import App
+from qe.testing import Nexus
+
+_names = itertools.count(1)
+
+
+@pytest.fixture
+def unique_app() -> Callable[[str], str]:
+    """Each test gets its own app names, so tests never see each other's workers."""
+
+    def make(prefix: str = "app") -> str:
+        return f"{prefix}{os.getpid() % 1000}-{next(_names)}"
+
+    return make
+
+
+def run_qe(nexus: Nexus, *args: str, timeout: float = 60, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    """Run the ``qe`` command line as a user would, against ``nexus``."""
+    return subprocess.run(
+        [sys.executable, "-m", "qe", *args],
+        env=nexus.env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=cwd,
+        check=False,
+    )
+
+
+@pytest.fixture
+async def make_app(qe_nexus: Nexus) -> AsyncIterator[Callable[..., Any]]:
+    """Start in-process workers (``await make_app(app, resource=...)``), stopped after the test."""
+    apps: list[App] = []
+
+    async def make(app: str, resource: str = "pytest", *, start: bool = True, **kwargs: Any) -> App:
+        key = kwargs.pop("key", None) or qe_nexus.new_app(app).secret
+        worker = App(resource=resource, key=key, nexus=qe_nexus.url, autostart=False, **kwargs)
+        apps.append(worker)
+        if start:
+            await worker.start()
+        return worker
+
+    yield make
+    for worker in apps:
+        await worker.stop()

@@ -1,0 +1,188 @@
+"""The guide's minimal worker, scaffolded and run as a user would: `qe new`, `python run.py`, `qe call`."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+from conftest import run_qe
+from qe.testing import Nexus, WorkerProcess, wait_until
+
+GUIDE = Path(__file__).resolve().parents[2] / "shared" / "seed"
+
+
+def test_qe_new_writes_a_block_whose_run_py_is_the_guide_verbatim(qe_nexus: Nexus, tmp_path: Path, unique_app) -> None:
+    app = unique_app("new")
+    result = run_qe(qe_nexus, "new", app, "--dir", str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    block = tmp_path / f"wpy{app}"
+    run_py = (block / "run.py").read_text()
+    assert "from libs.startup import startup" in run_py
+    assert 'App = app(resource="python", public=True, rest=False)' in run_py
+    assert run_py.rstrip().endswith("loop.run_forever()")
+    for name in ("libs/startup.py", "libs/bridge.py", "qe.toml", "requirements.txt", ".vscode/launch.json"):
+        assert (block / name).is_file(), name
+    settings = json.loads((block / ".vscode" / "settings.json").read_text())
+    assert settings["python.defaultInterpreterPath"]
+    key_file = block / "qe.key"
+    assert key_file.stat().st_mode & 0o077 == 0, "the key file must be readable by its owner only"
+    assert "qe.key" in (block / ".gitignore").read_text()
+    assert key_file.read_text().strip() not in result.stdout + result.stderr, "the key must never be printed"
+    assert key_file.read_text().strip() not in (block / "qe.toml").read_text(), "the config file holds no key"
+
+
+def test_the_seed_guide_minimal_structure_is_what_qe_new_writes(qe_nexus: Nexus, tmp_path: Path, unique_app) -> None:
+    guide = next(GUIDE.glob("*.txt")).read_text() if GUIDE.exists() else None
+    block = qe_nexus.new_block(tmp_path, unique_app("verb"))
+    if guide is not None:  # beside a checkout of the project the guide is at ../shared/seed
+        code = guide.split("```python\n", 1)[1].split("```", 1)[0]
+        assert (block / "run.py").read_text() == code
+    else:
+        assert "loop.run_forever()" in (block / "run.py").read_text()
+
+
+def test_python_run_py_answers_qe_call_ping(qe_nexus: Nexus, qe_worker, tmp_path: Path, unique_app) -> None:
+    app = unique_app("ping")
+    worker = qe_worker(qe_nexus.new_block(tmp_path, app))
+    result = run_qe(qe_nexus, "call", app, "ping")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == {"code": 0, "pong": True}
+    assert "Traceback" not in worker.output
+
+
+def test_an_unknown_command_is_a_clear_error_and_a_nonzero_exit(
+    qe_nexus: Nexus, qe_worker, tmp_path, unique_app
+) -> None:
+    app = unique_app("unk")
+    qe_worker(qe_nexus.new_block(tmp_path, app))
+    result = run_qe(qe_nexus, "call", app, "launch", '{"x": 1}')
+    assert result.returncode == 1
+    assert json.loads(result.stdout) == {"code": 404, "error": "unknown command: launch"}
+
+
+def test_qe_find_lists_the_online_block(qe_nexus: Nexus, qe_worker, tmp_path, unique_app) -> None:
+    app = unique_app("find")
+    worker = qe_worker(qe_nexus.new_block(tmp_path, app))
+    result = run_qe(qe_nexus, "find", app, "--json")
+    assert result.returncode == 0, result.stderr
+    reply = json.loads(result.stdout)
+    owner = qe_nexus.registry.owner
+    assert reply["jids"] == [f"{owner}@{app}/python"]
+    assert reply["blocks"][0]["pid"] == worker.proc.pid
+
+
+def test_ctrl_c_and_sigterm_stop_the_worker_cleanly(qe_nexus: Nexus, qe_worker, tmp_path, unique_app) -> None:
+    app = unique_app("sig")
+    block = qe_nexus.new_block(tmp_path, app)
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        worker = qe_worker(block)
+        worker.signal(sig)
+        assert worker.wait() == 0
+        assert "Traceback" not in worker.output
+        assert "stopped" in worker.output
+        # a clean stop leaves find at once
+        reply = json.loads(run_qe(qe_nexus, "find", app, "--json").stdout)
+        assert reply["jids"] == []
+
+
+def test_the_guide_loop_runs_without_deprecation_warnings(qe_nexus: Nexus, tmp_path, unique_app) -> None:
+    block = qe_nexus.new_block(tmp_path, unique_app("warn"))
+    env = dict(qe_nexus.env, PYTHONWARNINGS="error")
+    worker = WorkerProcess(block, [], env)
+    try:
+        worker.wait_online()
+        worker.signal(signal.SIGINT)
+        assert worker.wait() == 0
+        assert "Warning" not in worker.output
+    finally:
+        worker.stop()
+
+
+def test_a_second_block_with_the_same_resource_is_refused(qe_nexus: Nexus, qe_worker, tmp_path, unique_app) -> None:
+    app = unique_app("dup")
+    block = qe_nexus.new_block(tmp_path, app)
+    first = qe_worker(block)
+    second = qe_worker(block, wait=False)
+    assert second.wait() != 0
+    assert "resource 'python' is already online" in second.output
+    assert "Traceback" not in second.output
+    assert first.proc.poll() is None
+    # with another resource the same block runs beside it
+    third = qe_worker(block, "resource=pyworker2")
+    assert third.proc.poll() is None
+
+
+def test_a_resource_without_the_py_prefix_is_refused_quoting_the_rule(qe_nexus: Nexus, qe_worker, tmp_path, unique_app):
+    block = qe_nexus.new_block(tmp_path, unique_app("pfx"))
+    worker = qe_worker(block, "resource=worker1", wait=False)
+    assert worker.wait() != 0
+    assert "must start with 'py'" in worker.output
+    assert "Traceback" not in worker.output
+
+
+def test_a_worker_starts_the_local_nexus_when_it_is_not_running(tmp_path: Path, unique_app) -> None:
+    nexus = Nexus(tmp_path / "home")  # registered, never started
+    app = unique_app("auto")
+    block = nexus.new_block(tmp_path, app)
+    worker = WorkerProcess(block, [], nexus.env)
+    try:
+        worker.wait_online(timeout=30)
+        assert nexus.running()
+        result = run_qe(nexus, "call", app, "ping")
+        assert json.loads(result.stdout) == {"code": 0, "pong": True}
+    finally:
+        worker.stop()
+        nexus.stop()
+
+
+def test_qe_up_detach_status_and_down_manage_the_background_nexus(tmp_path: Path) -> None:
+    nexus = Nexus(tmp_path / "home")
+    port = str(nexus.port)
+    up = run_qe(nexus, "up", "--detach", "--port", port)
+    assert up.returncode == 0, up.stderr
+    assert f"nats://127.0.0.1:{port}" in up.stdout
+    status = run_qe(nexus, "status", "--json")
+    assert json.loads(status.stdout)["running"] is True
+    again = run_qe(nexus, "up", "--port", port)
+    assert again.returncode != 0 and "already running" in again.stderr
+    down = run_qe(nexus, "down")
+    assert down.returncode == 0 and "stopped" in down.stdout
+    assert run_qe(nexus, "status").returncode == 3
+
+
+def test_qe_up_in_the_foreground_stops_cleanly_on_ctrl_c(tmp_path: Path) -> None:
+    nexus = Nexus(tmp_path / "home")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "qe", "up", "--port", str(nexus.port)],
+        env=nexus.env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        wait_until(nexus.running, 20, what="the Nexus to start")
+        nats_pid = nexus.nats_pid()
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=20)
+        assert proc.returncode == 0, out
+        assert "Nexus is up" in out and "Traceback" not in out
+        assert not nexus.running()
+        wait_until(lambda: not Path(f"/proc/{nats_pid}").exists(), 5, what="nats-server to exit")
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+
+
+def test_the_nexus_never_accepts_an_unauthenticated_connection(qe_nexus: Nexus) -> None:
+    import socket
+
+    with socket.create_connection(("127.0.0.1", qe_nexus.port), timeout=5) as sock:
+        info = sock.recv(4096)
+        assert info.startswith(b"INFO ") and b'"auth_required":true' in info
+        sock.sendall(b'CONNECT {"verbose":false,"pedantic":false}\r\nPING\r\n')
+        answer = sock.recv(4096)
+    assert b"Authorization Violation" in answer
+    assert b"PONG" not in answer
