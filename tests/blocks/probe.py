@@ -2,12 +2,12 @@
 from libs.startup import startup
 
 startup()
-import asyncio  # noqa: E402
-import os  # noqa: E402
-import time  # noqa: E402
+import asyncio
+import os
+import time
 
-from libs.bridge import APISpecs  # noqa: E402
-from libs.bridge import App as app  # noqa: E402
+from libs.bridge import APISpecs
+from libs.bridge import App as app
 
 App = app(resource="pyprobe", public=True, rest=False)
 served = 0
