@@ -5,7 +5,8 @@ A worker's settings come from, lowest to highest precedence:
 1. defaults;
 2. the block config file ``qe.toml`` (next to the script being run, else the current folder);
 3. keyword arguments given to ``App(...)`` in code;
-4. environment variables ``QE_APP``, ``QE_RESOURCE``, ``QE_KEY``, ``QE_NEXUS``, ``QE_PUBLIC``;
+4. environment variables ``QE_APP``, ``QE_RESOURCE``, ``QE_KEY``, ``QE_NEXUS``, ``QE_PUBLIC``,
+   ``QE_TLS_CA`` (the CA file that signs a ``tls://`` Nexus's certificate);
 5. ``key=value`` command-line arguments (``python run.py resource=pyworker2``).
 
 The key itself comes from ``QE_KEY``/``key=`` or from the key file named by ``key_file``
@@ -111,8 +112,12 @@ _ENV = {
     "public": "QE_PUBLIC",
     "rest": "QE_REST",
     "concurrency": "QE_CONCURRENCY",
+    "tls_ca": "QE_TLS_CA",
 }
-_KNOWN = {"app", "resource", "key", "securekey", "key_file", "nexus", "public", "rest", "image", "concurrency", "log"}
+_KNOWN = {
+    *("app", "resource", "key", "securekey", "key_file", "nexus", "public", "rest", "image", "concurrency", "log"),
+    "tls_ca",
+}
 
 
 def block_dir_of_script(argv0: str | None = None) -> Path:
@@ -143,6 +148,7 @@ class WorkerSettings:
     rest: int | None = None
     image: str | None = None
     concurrency: int = DEFAULT_CONCURRENCY
+    tls_ca: Path | None = None
     block_dir: Path = field(default_factory=Path.cwd)
     home: Path = field(default_factory=data_home)
 
@@ -192,9 +198,22 @@ class WorkerSettings:
             rest=_rest(merged.get("rest")),
             image=merged.get("image"),
             concurrency=concurrency,
+            tls_ca=cls._tls_ca(merged, block_dir),
             block_dir=block_dir,
             home=data_home(),
         )
+
+    @staticmethod
+    def _tls_ca(merged: Mapping[str, Any], block_dir: Path) -> Path | None:
+        """The CA file that signs the Nexus's TLS certificate (relative to the block folder)."""
+        value = merged.get("tls_ca")
+        if not value:
+            return None
+        path = Path(str(value)).expanduser()
+        path = path if path.is_absolute() else block_dir / path
+        if not path.is_file():
+            raise ConfigError(f"tls_ca {path} does not exist (it is the Nexus's ca.pem, see 'qe status')")
+        return path
 
     @staticmethod
     def _key(merged: Mapping[str, Any], block_dir: Path) -> AppKey:

@@ -44,7 +44,9 @@ def _templates() -> list[tuple[str, str]]:
     return sorted(out)
 
 
-def write_block(parent: Path, key: AppKey, nexus_url: str, *, interpreter: str | None = None) -> BlockFiles:
+def write_block(
+    parent: Path, key: AppKey, nexus_url: str, *, interpreter: str | None = None, tls_ca: Path | None = None
+) -> BlockFiles:
     """Create ``parent/wpy<app>``; refuses to overwrite an existing block."""
     folder = parent / block_folder_name(key.app)
     if (folder / "run.py").exists():
@@ -67,7 +69,7 @@ def write_block(parent: Path, key: AppKey, nexus_url: str, *, interpreter: str |
         "# QE block configuration (see 'qe new --help'); the key lives in qe.key, never here.\n"
         f'app = "{key.app}"\n'
         f'nexus = "{nexus_url}"\n'
-        f'key_file = "{KEY_FILE}"\n'
+        f'key_file = "{KEY_FILE}"\n' + (f"tls_ca = {json.dumps(str(tls_ca))}\n" if tls_ca is not None else "")
     )
     written.append(BLOCK_CONFIG)
     write_secret_file(folder / KEY_FILE, key.secret + "\n")

@@ -16,7 +16,7 @@ from .. import __version__
 from .._config import WorkerSettings, is_loopback_url
 from .._errors import CallTimeout, DuplicateResource, NexusUnavailable, NoWorkerOnline, QEError, error_from_wire
 from .._names import Identity, api_subject, check_app, parse_jid, sys_subject, to_subject
-from .._wire import check_body, encode, encode_checked
+from .._wire import check_body, decode_object, encode, encode_checked
 from ._client import NexusClient, ProgressCallback
 from ._dispatch import Dispatcher, Handler
 
@@ -106,7 +106,7 @@ class App:
         self.identity = Identity(self.settings.app, self.settings.key.uid, self.settings.resource)
         self.state = AppState.NEW
         self.instance = secrets.token_hex(8)
-        self.client = NexusClient(self.identity, self.settings.key, self.settings.nexus)
+        self.client = NexusClient(self.identity, self.settings.key, self.settings.nexus, tls_ca=self.settings.tls_ca)
         self._dispatcher = Dispatcher(
             public=self.settings.public,
             concurrency=self.settings.concurrency,
@@ -165,6 +165,8 @@ class App:
         self._subs = [
             await self.client.nc.subscribe(f"nx.api.{me.app}.>", queue=me.app, cb=self._dispatcher.on_api),
             await self.client.nc.subscribe(f"nx.to.{me.app}.{me.uid}.{me.resource}.>", cb=self._dispatcher.on_to_me),
+            # owner/partner changes from the control plane (roles of later callers)
+            await self.client.nc.subscribe(f"nx.evt.{me.app}.app", cb=self._on_app_event),
         ]
         await self.client.nc.flush()
         self._own(self._heartbeat(), "heartbeat")
@@ -279,6 +281,13 @@ class App:
         if reply.get("code") != 0:
             raise error_from_wire(reply)
         self._dispatcher.roles.update(reply)
+
+    async def _on_app_event(self, msg: Any) -> None:
+        """``nx.evt.<app>.app``: only the control plane may publish it (no other key may)."""
+        try:
+            self._dispatcher.roles.update(decode_object(msg.data, "app event"))
+        except QEError as exc:
+            log.warning("ignored a malformed app event: %s", exc)
 
     async def _on_reconnected(self) -> None:
         if self.state is not AppState.READY:

@@ -15,5 +15,5 @@ async def start_local_nexus(url: str, home: Path) -> None:
     from ..nexus import NexusPaths, ServerSettings, start_detached
 
     parsed = urlparse(url)
-    settings = ServerSettings(host="127.0.0.1", port=parsed.port or DEFAULT_NATS_PORT)
+    settings = ServerSettings(host="127.0.0.1", port=parsed.port or DEFAULT_NATS_PORT, tls=parsed.scheme == "tls")
     await asyncio.to_thread(start_detached, NexusPaths(home), settings)

@@ -13,8 +13,11 @@ import asyncio
 import enum
 import logging
 import secrets
+import ssl
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
 import nats
 import nats.errors
@@ -32,6 +35,7 @@ from .._errors import (
 )
 from .._keys import AppKey
 from .._names import Identity
+from .._tls import client_context
 from .._wire import decode_object
 
 __all__ = ["ClientState", "NexusClient"]
@@ -62,10 +66,19 @@ class _Pending:
 class NexusClient:
     """One authenticated connection, identified as ``identity``."""
 
-    def __init__(self, identity: Identity, key: AppKey, servers: tuple[str, ...], *, name: str | None = None) -> None:
+    def __init__(
+        self,
+        identity: Identity,
+        key: AppKey,
+        servers: tuple[str, ...],
+        *,
+        name: str | None = None,
+        tls_ca: Path | None = None,
+    ) -> None:
         self.identity = identity
         self._key = key
         self._servers = servers
+        self._tls_ca = tls_ca
         self._name = name or identity.jid
         self.nc = NatsClient()
         self.state = ClientState.NEW
@@ -85,6 +98,7 @@ class NexusClient:
                 servers=list(self._servers),
                 name=self._name,
                 nkeys_seed_str=self._key.seed,
+                tls=self._tls_context(),
                 inbox_prefix=self.identity.inbox_prefix,
                 connect_timeout=int(CONNECT_TIMEOUT),
                 allow_reconnect=reconnect,
@@ -109,6 +123,11 @@ class NexusClient:
         self._mux_sub = await self.nc.subscribe(self._mux_prefix + "*", cb=self._on_reply)
         for cb in self.on_connect:
             await cb()
+
+    def _tls_context(self) -> ssl.SSLContext | None:
+        """Verify the server for ``tls://`` addresses (trusting ``tls_ca`` if given)."""
+        wants_tls = any(urlparse(u).scheme in {"tls", "wss"} for u in self._servers)
+        return client_context(self._tls_ca) if wants_tls or self._tls_ca is not None else None
 
     async def _abandon(self) -> None:
         try:
@@ -239,6 +258,12 @@ def translate_connect_error(exc: BaseException, servers: tuple[str, ...]) -> QEE
     text = str(exc)
     if "authorization" in text.lower():
         return NotAuthorized(f"the Nexus at {where} refused this key (unknown, rotated or revoked)")
+    if isinstance(exc, ssl.SSLError) or "certificate" in text.lower() or "tls" in text.lower():
+        reason = getattr(exc, "verify_message", None) or getattr(exc, "reason", None) or type(exc).__name__
+        return NexusUnavailable(
+            f"TLS with the Nexus at {where} failed ({reason}); use a tls:// address and trust its CA "
+            "(tls_ca in qe.toml or QE_TLS_CA)"
+        )
     return NexusUnavailable(f"cannot reach the Nexus at {where}")
 
 

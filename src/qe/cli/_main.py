@@ -17,6 +17,7 @@ from .._config import DEFAULT_NATS_PORT, data_home
 from .._errors import QEError
 from .._names import Identity
 from ..nexus import NexusPaths, Registry, ServerSettings, read_state
+from . import _registry_cmds as registry_cmds
 
 T = TypeVar("T")
 
@@ -73,13 +74,17 @@ def cli() -> None:
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address nats-server listens on.")
 @click.option("--port", default=DEFAULT_NATS_PORT, show_default=True, type=click.IntRange(1, 65535), help="NATS port.")
 @click.option("--detach", "-d", is_flag=True, help="Run in the background (stop with `qe down`).")
-def up(host: str, port: int, detach: bool) -> None:
+@click.option("--tls", is_flag=True, help="Serve TLS only (a local CA and certificate are created on first use).")
+@click.option("--tls-cert", default="", help="Your server certificate (PEM) instead of the generated one.")
+@click.option("--tls-key", default="", help="The private key of --tls-cert (PEM).")
+@click.option("--insecure-remote", is_flag=True, help="Allow a non-loopback --host without TLS (plain text).")
+def up(host: str, port: int, detach: bool, tls: bool, tls_cert: str, tls_key: str, insecure_remote: bool) -> None:
     """Start the Nexus: nats-server and the control plane."""
     from ..nexus import run_nexus, start_detached
 
-    settings = ServerSettings(host=host, port=port)
-    if host not in {"127.0.0.1", "localhost", "::1"}:
-        fail(f"refusing to listen on {host} without TLS: remote listening is not supported yet")
+    settings = ServerSettings(
+        host=host, port=port, tls=tls, tls_cert=tls_cert, tls_key=tls_key, insecure_remote=insecure_remote
+    )
     p = paths()
     if detach:
         try:
@@ -88,6 +93,8 @@ def up(host: str, port: int, detach: bool) -> None:
             fail(exc.message)
         click.echo(f"Nexus running in the background (pid {state.pid})")
         click.echo(f"  nats:  {state.url}")
+        if state.client_ca() is not None:
+            click.echo(f"  CA:    {state.client_ca()}  (clients trust it: tls_ca / QE_TLS_CA)")
         click.echo(f"  data:  {p.home}")
         click.echo(f"  log:   {p.logs / 'nexus.log'}")
         return
@@ -95,6 +102,8 @@ def up(host: str, port: int, detach: bool) -> None:
     def announce(state: Any) -> None:
         click.secho("Nexus is up", fg="green", bold=True)
         click.echo(f"  nats:  {state.url}")
+        if state.client_ca() is not None:
+            click.echo(f"  CA:    {state.client_ca()}  (clients trust it: tls_ca / QE_TLS_CA)")
         click.echo(f"  data:  {p.home}")
         click.echo("Press Ctrl+C to stop.")
 
@@ -123,6 +132,8 @@ def status(as_json: bool) -> None:
     info: dict[str, Any] = {"running": state is not None, "home": str(p.home)}
     if state is not None:
         info.update(pid=state.pid, nats_pid=state.nats_pid, url=state.url, started=state.started)
+        ca = state.client_ca()
+        info.update(tls=state.settings.tls, tls_ca=str(ca) if ca else None)
     if as_json:
         print_json(info)
     elif state is None:
@@ -130,6 +141,8 @@ def status(as_json: bool) -> None:
     else:
         click.secho(f"Nexus: running (pid {state.pid})", fg="green")
         click.echo(f"  nats:  {state.url}")
+        if info["tls_ca"]:
+            click.echo(f"  CA:    {info['tls_ca']}")
         click.echo(f"  data:  {p.home}")
     if state is None:
         sys.exit(3)
@@ -155,7 +168,7 @@ def new(app: str, parent: Path, nexus: str | None) -> None:
         registry = Registry.open(paths())
         registry.add_app(app)
         key = registry.create_key(app, label="block")
-        files = write_block(parent, key, nexus_url(nexus))
+        files = write_block(parent, key, nexus_url(nexus), tls_ca=local_tls_ca())
         apply_registry(registry)
     except QEError as exc:
         fail(exc.message)
@@ -173,7 +186,15 @@ def cli_client(nexus: str | None) -> Any:
 
     registry = Registry.open(paths())
     identity = Identity("qe", registry.owner, f"cli-{os.getpid()}")
-    return NexusClient(identity, registry.cli_key(), (nexus_url(nexus),), name="qe-cli")
+    return NexusClient(identity, registry.cli_key(), (nexus_url(nexus),), name="qe-cli", tls_ca=local_tls_ca())
+
+
+def local_tls_ca() -> Path | None:
+    """The CA a TLS Nexus's certificate is signed by: QE_TLS_CA, else the running local Nexus's."""
+    if os.environ.get("QE_TLS_CA"):
+        return Path(os.environ["QE_TLS_CA"]).expanduser()
+    state = read_state(paths())
+    return state.client_ca() if state is not None else None
 
 
 def parse_body(text: str | None) -> Any:
@@ -243,6 +264,11 @@ def find(app: str, as_json: bool, nexus: str | None) -> None:
             f"{block['jid']}  pid {block['pid']} on {block['host']}  "
             f"{'public' if block['public'] else 'private'}  in flight {block['inflight']}"
         )
+
+
+cli.add_command(registry_cmds.user)
+cli.add_command(registry_cmds.app)
+cli.add_command(registry_cmds.key)
 
 
 def main() -> None:

@@ -66,12 +66,13 @@ class ControlPlane:
         self.client = client
         self.blocks: dict[Identity, Block] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
-        self._registry_mtime = 0.0
+        self._registry_mtime = 0.0  # what events were last published for
+        self._loaded_mtime = 0.0  # what self.registry holds
 
     async def start(self) -> None:
         await self.client.nc.subscribe("nx.sys.>", queue="nexusd", cb=self._on_sys)
         await self.client.nc.flush()
-        self._registry_mtime = self._mtime()
+        self._registry_mtime = self._loaded_mtime = self._mtime()
         self._own(self._sweep(), "sweep")
         self._own(self._watch_registry(), "registry")
 
@@ -140,6 +141,9 @@ class ControlPlane:
             )
         self.blocks[sender] = Block(sender, instance, _clean_info(request))
         log.info("%s is online", sender.jid)
+        if self._mtime() != self._loaded_mtime:
+            # an app created a moment ago: answer with its owner, not with the stale registry
+            self._reload_registry()
         app = self.registry.app(sender.app) or {}
         return {"code": 0, "owner": app.get("owner"), "partners": app.get("partners", [])}
 
@@ -198,6 +202,16 @@ class ControlPlane:
         except OSError:
             return 0.0
 
+    def _reload_registry(self) -> bool:
+        mtime = self._mtime()
+        try:
+            self.registry.reload()
+        except QEError as exc:
+            log.error("%s", exc)
+            return False
+        self._loaded_mtime = mtime
+        return True
+
     async def _watch_registry(self) -> None:
         while True:
             await asyncio.sleep(REGISTRY_POLL)
@@ -205,10 +219,7 @@ class ControlPlane:
             if mtime == self._registry_mtime:
                 continue
             self._registry_mtime = mtime
-            try:
-                self.registry.reload()
-            except QEError as exc:
-                log.error("%s", exc)
+            if not self._reload_registry():
                 continue
             for name, info in self.registry.data["apps"].items():
                 await self.client.nc.publish(

@@ -30,6 +30,7 @@ __all__ = ["SYSTEM_APP", "SYSTEM_UID", "NexusPaths", "Registry"]
 SYSTEM_APP = "qe"  # the app of the CLI and the control plane
 SYSTEM_UID = "system"  # the control plane's uid; no person may take it
 _SCHEMA = 1
+CLI_LABEL = "cli"  # the local owner's CLI key (owner.key): never revoked by app-wide commands
 
 
 @dataclass(frozen=True)
@@ -61,6 +62,11 @@ class NexusPaths:
     @property
     def jetstream(self) -> Path:
         return self.root / "jetstream"
+
+    @property
+    def tls(self) -> Path:
+        """The local CA and the server certificate (``qe up --tls``)."""
+        return self.root / "tls"
 
     @property
     def state(self) -> Path:
@@ -131,7 +137,7 @@ class Registry:
         }
         cli = generate_key(SYSTEM_APP, owner)
         control = generate_key(SYSTEM_APP, SYSTEM_UID)
-        data["keys"][cli.public] = {"app": SYSTEM_APP, "uid": owner, "created": now, "label": "cli"}
+        data["keys"][cli.public] = {"app": SYSTEM_APP, "uid": owner, "created": now, "label": CLI_LABEL}
         data["control"] = control.public
         write_secret_file(paths.owner_key, cli.secret)
         write_secret_file(paths.control_key, control.secret)
@@ -221,13 +227,72 @@ class Registry:
             data["keys"][key.public] = {"app": app, "uid": uid, "created": time.time(), "label": label}
             return key
 
-    def revoke_keys(self, app: str, uid: str | None = None, keep: str | None = None) -> int:
-        """Remove the keys of ``app`` (held by ``uid`` if given) except the public key ``keep``."""
+    def set_partner(self, app: str, uid: str, *, partner: bool) -> bool:
+        """Make ``uid`` a partner of ``app`` (or no longer one). False if nothing changed."""
+        check_app(app)
+        check_uid(uid)
+        with self.edit() as data:
+            info = data["apps"].get(app)
+            if info is None:
+                raise BadRequest(f"unknown app {app!r}")
+            partners: list[str] = list(info.get("partners", []))
+            if partner:
+                if uid not in data["users"]:
+                    raise BadRequest(f"unknown user {uid!r} (add it with 'qe user add {uid}')")
+                if uid == info["owner"]:
+                    raise BadRequest(f"{uid!r} owns {app!r}; an owner cannot also be a partner")
+                if uid in partners:
+                    return False
+                partners.append(uid)
+            else:
+                if uid not in partners:
+                    return False
+                partners.remove(uid)
+            info["partners"] = sorted(partners)
+            return True
+
+    def app_keys(self, app: str, uid: str | None = None) -> dict[str, dict[str, Any]]:
+        """The public keys of ``app`` (held by ``uid`` if given) and what is known of them."""
+        return {
+            pub: dict(info)
+            for pub, info in self.data["keys"].items()
+            if info["app"] == app and (uid is None or info["uid"] == uid)
+        }
+
+    def rotate_key(self, app: str, uid: str | None = None, label: str = "") -> tuple[AppKey, int]:
+        """A new key for ``app``/``uid`` and the revocation of its other keys, in one locked edit."""
+        with self.edit() as data:
+            info = data["apps"].get(app)
+            if info is None:
+                raise BadRequest(f"unknown app {app!r}")
+            uid = uid or info["owner"]
+            if uid not in data["users"]:
+                raise BadRequest(f"unknown user {uid!r}")
+            key = generate_key(app, uid)
+            doomed = [
+                pub
+                for pub, k in data["keys"].items()
+                if k["app"] == app and k["uid"] == uid and k.get("label") != CLI_LABEL
+            ]
+            for pub in doomed:
+                del data["keys"][pub]
+            data["keys"][key.public] = {"app": app, "uid": uid, "created": time.time(), "label": label}
+            return key, len(doomed)
+
+    def revoke_keys(
+        self, app: str, uid: str | None = None, keep: str | None = None, *, public: str | None = None
+    ) -> int:
+        """Remove the keys of ``app`` (held by ``uid``, or only the key ``public``, if given),
+        except the public key ``keep`` and the local CLI key."""
         with self.edit() as data:
             doomed = [
                 pub
                 for pub, info in data["keys"].items()
-                if info["app"] == app and (uid is None or info["uid"] == uid) and pub != keep
+                if info["app"] == app
+                and (uid is None or info["uid"] == uid)
+                and (public is None or pub == public)
+                and pub != keep
+                and info.get("label") != CLI_LABEL
             ]
             for pub in doomed:
                 del data["keys"][pub]

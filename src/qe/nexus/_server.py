@@ -22,24 +22,88 @@ from pathlib import Path
 from typing import Any
 
 from .._errors import ConfigError, NexusUnavailable
+from .._tls import TLSFiles, ensure_local_ca
 from ._registry import NexusPaths, Registry
 
-__all__ = ["NatsProcess", "ServerSettings", "find_nats_server", "render_config", "write_config"]
+__all__ = ["LOOPBACK_HOSTS", "NatsProcess", "ServerSettings", "find_nats_server", "render_config", "write_config"]
 
 READY_TIMEOUT = 15.0
 
 
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
+
+
 @dataclass(frozen=True)
 class ServerSettings:
+    """How nats-server listens. Stored in ``state.json`` so registry edits re-render the same config.
+
+    ``tls``: serve only TLS, with ``tls_cert``/``tls_key`` or (when empty) the local CA's
+    certificate (:func:`qe._tls.ensure_local_ca`). A non-loopback ``host`` needs TLS unless
+    ``insecure_remote`` says the user accepts plain text on the network.
+    ``max_connections``: the server-wide connection limit (nats-server has no per-user limit
+    for users in its config file; see docs/SECURITY.md).
+    """
+
     host: str = "127.0.0.1"
     port: int = 7422
     max_payload: int = 1024 * 1024
     jetstream: bool = True
+    tls: bool = False
+    tls_cert: str = ""
+    tls_key: str = ""
+    insecure_remote: bool = False
+    max_connections: int = 65536
 
     @property
     def url(self) -> str:
         host = "127.0.0.1" if self.host in {"0.0.0.0", "::", ""} else self.host
-        return f"nats://{host}:{self.port}"
+        if ":" in host:
+            host = f"[{host}]"
+        return f"{'tls' if self.tls else 'nats'}://{host}:{self.port}"
+
+    @property
+    def remote(self) -> bool:
+        return self.host.lower() not in LOOPBACK_HOSTS and not self.host.startswith("127.")
+
+    def check(self) -> None:
+        """Refuse settings that would expose the Nexus unsafely or cannot work."""
+        if self.remote and not self.tls and not self.insecure_remote:
+            raise ConfigError(
+                f"refusing to listen on {self.host} without TLS: keys are safe (nkey signatures), but every "
+                "message would cross the network in plain text. Use --tls (or --insecure-remote to accept that)"
+            )
+        if bool(self.tls_cert) != bool(self.tls_key):
+            raise ConfigError("--tls-cert and --tls-key go together")
+        if self.tls_cert and not self.tls:
+            raise ConfigError("--tls-cert/--tls-key need --tls")
+        for name in (self.tls_cert, self.tls_key):
+            if name and not Path(name).is_file():
+                raise ConfigError(f"TLS file {name} does not exist")
+
+    def tls_files(self, paths: NexusPaths) -> TLSFiles | None:
+        """The certificate and key nats-server presents (generated on first use)."""
+        if not self.tls:
+            return None
+        if self.tls_cert:
+            return TLSFiles(Path(self.tls_cert).resolve(), Path(self.tls_key).resolve())
+        return ensure_local_ca(paths.tls, self.host)
+
+    def client_ca(self, paths: NexusPaths) -> Path | None:
+        """The CA file local clients (control plane, CLI, tests) trust, or None for the system's."""
+        if not self.tls or self.tls_cert:
+            return None
+        return paths.tls / "ca.pem"
+
+    def up_args(self) -> list[str]:
+        """The ``qe up`` arguments that reproduce these settings."""
+        args = ["--host", self.host, "--port", str(self.port)]
+        if self.tls:
+            args.append("--tls")
+        if self.tls_cert:
+            args += ["--tls-cert", self.tls_cert, "--tls-key", self.tls_key]
+        if self.insecure_remote:
+            args.append("--insecure-remote")
+        return args
 
 
 def find_nats_server() -> str:
@@ -83,8 +147,12 @@ def render_config(registry: Registry, settings: ServerSettings, paths: NexusPath
         "max_payload": settings.max_payload,
         "ping_interval": "10s",
         "ping_max": 2,
+        "max_connections": settings.max_connections,
         "authorization": {"users": users},
     }
+    tls = settings.tls_files(paths)
+    if tls is not None:
+        conf["tls"] = {"cert_file": str(tls.cert), "key_file": str(tls.key), "timeout": 2}
     if settings.jetstream:
         conf["jetstream"] = {"store_dir": str(paths.jetstream), "max_memory_store": 64 * 1024 * 1024}
     return conf

@@ -24,7 +24,7 @@ from typing import Any
 
 from filelock import FileLock, Timeout
 
-from .._errors import NexusUnavailable
+from .._errors import ConfigError, NexusUnavailable
 from ..bridge._client import NexusClient
 from ._control import CONTROL_IDENTITY, ControlPlane
 from ._registry import NexusPaths, Registry
@@ -36,6 +36,7 @@ log = logging.getLogger("qe.nexus")
 
 DETACH_TIMEOUT = 30.0
 RESTART_LIMIT = 5
+RELOAD_TIMEOUT = 5.0
 
 
 @dataclass
@@ -49,6 +50,14 @@ class NexusState:
 
     def alive(self) -> bool:
         return pid_alive(self.pid)
+
+    @property
+    def settings(self) -> ServerSettings:
+        return ServerSettings(**self.server)
+
+    def client_ca(self) -> Path | None:
+        """The CA file a local client trusts to reach this Nexus over TLS (None: not needed)."""
+        return self.settings.client_ca(NexusPaths(Path(self.home)))
 
 
 def pid_alive(pid: int) -> bool:
@@ -106,6 +115,7 @@ async def _run_locked(
     announce: Callable[[NexusState], None] | None,
     stop: asyncio.Event | None,
 ) -> None:
+    settings.check()
     registry = Registry.open(paths)
     write_config(registry, settings, paths)
     server = NatsProcess(settings, paths)
@@ -118,7 +128,9 @@ async def _run_locked(
                 loop.add_signal_handler(sig, stop.set)
             except (NotImplementedError, RuntimeError):
                 signal.signal(sig, lambda *_: loop.call_soon_threadsafe(stop.set))
-    client = NexusClient(CONTROL_IDENTITY, registry.control_key(), (settings.url,), name="qe-nexusd")
+    client = NexusClient(
+        CONTROL_IDENTITY, registry.control_key(), (settings.url,), name="qe-nexusd", tls_ca=settings.client_ca(paths)
+    )
     control = ControlPlane(registry, client)
     watchdog: asyncio.Task[None] | None = None
     try:
@@ -168,14 +180,37 @@ async def _watch_server(server: NatsProcess, paths: NexusPaths, state: NexusStat
 def apply_registry(registry: Registry) -> bool:
     """After a registry change: re-render the running server's config and reload it.
 
-    Returns False when no Nexus runs (the config is rendered when it starts).
+    Returns once nats-server has applied it (new keys work, connections of removed keys are
+    closed), or False when no Nexus runs (the config is rendered when it starts).
     """
     state = read_state(registry.paths)
     if state is None:
         return False
-    write_config(registry, ServerSettings(**state.server), registry.paths)
+    write_config(registry, state.settings, registry.paths)
+    server_log = registry.paths.logs / "nats-server.log"
+    offset = server_log.stat().st_size if server_log.exists() else 0
     reload_server(state.nats_pid)
+    _wait_reloaded(server_log, offset)
     return True
+
+
+def _wait_reloaded(server_log: Path, offset: int, timeout: float = RELOAD_TIMEOUT) -> None:
+    """Return once nats-server logs that it applied the new config (keys work, revoked ones are cut)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with open(server_log, "rb") as fh:
+                fh.seek(offset)
+                text = fh.read().decode(errors="replace")
+        except OSError:
+            text = ""
+        if "Reloaded server configuration" in text:
+            return
+        for line in text.splitlines():
+            if "Failed to reload" in line:
+                raise ConfigError(f"nats-server refused the new configuration: {line.split('] ', 2)[-1]}")
+        time.sleep(0.02)
+    raise NexusUnavailable(f"nats-server did not confirm the configuration reload within {timeout:g} s")
 
 
 def start_detached(paths: NexusPaths, settings: ServerSettings, extra_args: list[str] | None = None) -> NexusState:
@@ -185,7 +220,8 @@ def start_detached(paths: NexusPaths, settings: ServerSettings, extra_args: list
         return running
     paths.logs.mkdir(parents=True, exist_ok=True)
     log_path = paths.logs / "nexus.log"
-    args = [sys.executable, "-m", "qe", "up", "--host", settings.host, "--port", str(settings.port)]
+    settings.check()
+    args = [sys.executable, "-m", "qe", "up", *settings.up_args()]
     args += extra_args or []
     env = dict(os.environ, QE_HOME=str(paths.home))
     kwargs: dict[str, Any] = {}

@@ -105,12 +105,19 @@ class Nexus:
 class WorkerProcess:
     """``python run.py ...`` in a block folder, with its output collected."""
 
-    def __init__(self, folder: Path, args: list[str], env: Mapping[str, str], script: str = "run.py") -> None:
+    def __init__(
+        self,
+        folder: Path,
+        args: list[str],
+        env: Mapping[str, str],
+        script: str = "run.py",
+        python: str = sys.executable,
+    ) -> None:
         self.folder = folder
         self.log_path = folder / f".worker-{time.monotonic_ns()}.log"
         self._log = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(
-            [sys.executable, script, *args],
+            [python, script, *args],
             cwd=folder,
             env=dict(env),
             stdout=self._log,
