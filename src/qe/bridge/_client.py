@@ -46,6 +46,7 @@ ProgressCallback = Callable[[dict[str, Any]], Awaitable[None] | None]
 
 CONNECT_TIMEOUT = 2.0
 RECONNECT_WAIT = 0.5
+ABANDON_TIMEOUT = 0.5
 
 
 class ClientState(enum.Enum):
@@ -131,7 +132,8 @@ class NexusClient:
 
     async def _abandon(self) -> None:
         try:
-            await self.nc.close()
+            # bounded: after a failed TLS handshake nats-py's close() waits for a transport that never ends
+            await asyncio.wait_for(self.nc.close(), ABANDON_TIMEOUT)
         except Exception:  # the connection never came up; nothing to close cleanly
             log.debug("closing a failed connection", exc_info=True)
         self.nc = NatsClient()

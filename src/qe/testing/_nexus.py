@@ -44,22 +44,35 @@ class Nexus:
 
     home: Path
     port: int = field(default_factory=free_port)
+    tls: bool = False  # serve TLS only, with a generated CA (``tls_ca``)
 
     @property
     def paths(self) -> NexusPaths:
         return NexusPaths(self.home)
 
     @property
+    def settings(self) -> ServerSettings:
+        return ServerSettings(port=self.port, tls=self.tls)
+
+    @property
     def url(self) -> str:
-        return f"nats://127.0.0.1:{self.port}"
+        return self.settings.url
+
+    @property
+    def tls_ca(self) -> Path | None:
+        """The CA file clients trust (``None`` without TLS)."""
+        return self.settings.client_ca(self.paths)
 
     @property
     def env(self) -> dict[str, str]:
         """Environment for subprocesses (workers, the CLI) that should use this Nexus."""
-        return dict(os.environ, QE_HOME=str(self.home), QE_NEXUS=self.url, PYTHONUNBUFFERED="1")
+        env = dict(os.environ, QE_HOME=str(self.home), QE_NEXUS=self.url, PYTHONUNBUFFERED="1")
+        if self.tls_ca is not None:
+            env["QE_TLS_CA"] = str(self.tls_ca)
+        return env
 
     def start(self) -> Nexus:
-        start_detached(self.paths, ServerSettings(port=self.port))
+        start_detached(self.paths, self.settings)
         return self
 
     def stop(self) -> None:
@@ -93,13 +106,13 @@ class Nexus:
 
     def new_block(self, parent: Path, app: str) -> Path:
         """Scaffold ``parent/wpy<app>`` (as ``qe new`` does) pointing at this Nexus."""
-        return write_block(parent, self.new_app(app), self.url).folder
+        return write_block(parent, self.new_app(app), self.url, tls_ca=self.tls_ca).folder
 
     def client(self, key: AppKey | None = None, resource: str = "cli-test") -> NexusClient:
         """An unconnected client: the local owner's CLI identity, or ``key``'s."""
         registry = self.registry
         key = key or registry.cli_key()
-        return NexusClient(Identity(key.app, key.uid, resource), key, (self.url,))
+        return NexusClient(Identity(key.app, key.uid, resource), key, (self.url,), tls_ca=self.tls_ca)
 
 
 class WorkerProcess:
