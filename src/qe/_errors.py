@@ -14,7 +14,8 @@
     ├── NoWorkerOnline           503    "no worker online: <app>"
     ├── CallTimeout              504    "timeout: no answer from <target> within <s> s"
     ├── NexusUnavailable         502    "nexus unavailable: <why>"
-    └── ConfigError              2      "<what is wrong in the configuration>"
+    ├── ConfigError              2      "<what is wrong in the configuration>"
+    └── UsageError               3      "<how the SDK was misused, and what to do instead>"
 
 Every error maps to the wire as ``{"code": <code>, "error": <text>}`` in exactly one
 place (:meth:`QEError.to_wire`) and back (:func:`error_from_wire`).
@@ -41,6 +42,7 @@ __all__ = [
     "QEError",
     "RemoteError",
     "UnknownCommand",
+    "UsageError",
     "error_from_wire",
 ]
 
@@ -138,6 +140,15 @@ class CallTimeout(QEError):
 
 class ConfigError(QEError):
     code = 2
+
+
+class UsageError(QEError):
+    """The SDK was used where it cannot work (e.g. blocking inside the running event loop).
+
+    Raised locally, never sent over the wire.
+    """
+
+    code = 3
 
 
 _BY_CODE: dict[int, type[QEError]] = {

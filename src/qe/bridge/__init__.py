@@ -20,12 +20,15 @@ from .._errors import (
     QEError,
     RemoteError,
     UnknownCommand,
+    UsageError,
 )
 from ._app import App, AppState
 from ._runner import startup
-from ._specs import APISpecs
+from ._specs import APISpecs, MessageSpecs
+from ._timers import SetInterval, SetIntervalSafe, SetTimeout, SetTimeoutSafe, clearInterval, setInterval, setTimeout
 
-NexusAPISpecs = APISpecs  # the name used by the later QE worker docs
+NexusAPISpecs = APISpecs  # the names used by the later QE worker docs
+NexusMessageSpecs = MessageSpecs
 
 __all__ = [
     "APISpecs",
@@ -40,13 +43,23 @@ __all__ = [
     "HandlerFailed",
     "InvalidBody",
     "InvalidName",
+    "MessageSpecs",
     "NexusAPISpecs",
+    "NexusMessageSpecs",
     "NexusUnavailable",
     "NoWorkerOnline",
     "NotAuthorized",
     "PayloadTooLarge",
     "QEError",
     "RemoteError",
+    "SetInterval",
+    "SetIntervalSafe",
+    "SetTimeout",
+    "SetTimeoutSafe",
     "UnknownCommand",
+    "UsageError",
+    "clearInterval",
+    "setInterval",
+    "setTimeout",
     "startup",
 ]

@@ -4,21 +4,33 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import inspect
 import logging
 import os
 import secrets
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from .. import __version__
 from .._config import WorkerSettings, is_loopback_url
-from .._errors import CallTimeout, DuplicateResource, NexusUnavailable, NoWorkerOnline, QEError, error_from_wire
+from .._errors import (
+    CallTimeout,
+    ConfigError,
+    DuplicateResource,
+    NexusUnavailable,
+    NoWorkerOnline,
+    QEError,
+    error_from_wire,
+)
 from .._names import Identity, api_subject, check_app, parse_jid, sys_subject, to_subject
 from .._wire import check_body, decode_object, encode, encode_checked
+from ._blocking import run_blocking, running_loop
 from ._client import NexusClient, ProgressCallback
 from ._dispatch import Dispatcher, Handler
+from ._longcalls import LongCalls
+from ._messaging import MessageHandler, Messaging, MessagingMixin
 
 __all__ = ["App", "AppState"]
 
@@ -28,6 +40,8 @@ HEARTBEAT_INTERVAL = 1.0
 REGISTER_TIMEOUT = 5.0
 STOP_DEADLINE = 10.0
 CONTROL_PLANE_WAIT_LOG_EVERY = 10.0
+READY_WAIT = 30.0  # how long a blocking find/api waits for the worker to come online
+EVENTS = ("__connect", "__disconnect")
 
 
 class AppState(enum.Enum):
@@ -39,10 +53,19 @@ class AppState(enum.Enum):
 
 
 class _Xmpp:
-    """The guide's ``App.xmpp``: assign ``onapi`` (and later ``msgreceiver``)."""
+    """The guide's ``App.xmpp``: assign ``onapi`` (API calls) and ``msgreceiver`` (every direct and channel message)."""
 
-    def __init__(self, dispatcher: Dispatcher) -> None:
+    def __init__(self, dispatcher: Dispatcher, messaging: Messaging) -> None:
         self._dispatcher = dispatcher
+        self._messaging = messaging
+
+    @property
+    def msgreceiver(self) -> MessageHandler | None:
+        return self._messaging.receiver
+
+    @msgreceiver.setter
+    def msgreceiver(self, handler: MessageHandler | None) -> None:
+        self._messaging.receiver = handler
 
     @property
     def onapi(self) -> Handler | None:
@@ -54,10 +77,29 @@ class _Xmpp:
 
 
 class _Nexus:
-    """``@App.nexus.API("cmd")``: per-command handlers; they win over ``App.xmpp.onapi``."""
+    """Decorators: ``@App.nexus.API("cmd")`` (wins over ``App.xmpp.onapi``), ``@App.nexus.Direct()``,
+    ``@App.nexus.Channel("name")`` (subscribes to the channel too)."""
 
-    def __init__(self, dispatcher: Dispatcher) -> None:
+    def __init__(self, dispatcher: Dispatcher, messaging: Messaging, subscribe: Callable[[str], Any]) -> None:
         self._dispatcher = dispatcher
+        self._messaging = messaging
+        self._subscribe = subscribe
+
+    def Direct(self) -> Callable[[MessageHandler], MessageHandler]:  # noqa: N802 - the guide's name
+        def register(handler: MessageHandler) -> MessageHandler:
+            self._messaging.direct_handlers.append(handler)
+            return handler
+
+        return register
+
+    def Channel(self, name: str) -> Callable[[MessageHandler], MessageHandler]:  # noqa: N802 - the guide's name
+        self._subscribe(name)
+
+        def register(handler: MessageHandler) -> MessageHandler:
+            self._messaging.channel_handlers.setdefault(name, []).append(handler)
+            return handler
+
+        return register
 
     def API(self, cmd: str) -> Callable[[Handler], Handler]:  # noqa: N802 - the guide's name
         if not isinstance(cmd, str) or not cmd:
@@ -70,7 +112,7 @@ class _Nexus:
         return register
 
 
-class App:
+class App(MessagingMixin):
     """A python worker: joins the Nexus as ``uid@app/resource`` and serves API calls.
 
     Created at module level (the guide's way) it starts itself when the event loop runs.
@@ -113,8 +155,15 @@ class App:
             publish=self.client.publish,
             max_payload=lambda: self.client.max_payload,
         )
-        self.xmpp = _Xmpp(self._dispatcher)
-        self.nexus = _Nexus(self._dispatcher)
+        self._dispatcher.jid = self.identity.jid
+        self._messaging = Messaging(self.client, self._dispatcher.roles, lambda: self.settings.public)
+        self._longcalls = LongCalls(self._dispatcher, self.client)
+        self.xmpp = _Xmpp(self._dispatcher, self._messaging)
+        self.nexus = _Nexus(self._dispatcher, self._messaging, self.subscribe)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._ready_evt = asyncio.Event()
+        self._events: dict[str, list[Callable[[], Any]]] = {}
+        self._rest: Any = None
         self._autostart_nexus = autostart_nexus
         self._since = time.time()
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -122,6 +171,7 @@ class App:
         self._stopped: asyncio.Event | None = None
         self.start_task: asyncio.Task[None] | None = None
         self.client.on_reconnect.append(self._on_reconnected)
+        self.client.on_disconnect.append(self._on_disconnected)
         if autostart:
             from ._runner import autostart as _autostart
 
@@ -159,18 +209,25 @@ class App:
             raise RuntimeError(f"start() called on a {self.state.value} App")
         self.state = AppState.STARTING
         self._stopped = asyncio.Event()
+        self._loop = asyncio.get_running_loop()
         await self._connect()
         await self._register()
         me = self.identity
         self._subs = [
             await self.client.nc.subscribe(f"nx.api.{me.app}.>", queue=me.app, cb=self._dispatcher.on_api),
-            await self.client.nc.subscribe(f"nx.to.{me.app}.{me.uid}.{me.resource}.>", cb=self._dispatcher.on_to_me),
+            await self.client.nc.subscribe(f"nx.to.{me.tokens}.api.>", cb=self._dispatcher.on_to_me),
+            await self.client.nc.subscribe(self._longcalls.cancel_subject, cb=self._longcalls.on_cancel),
             # owner/partner changes from the control plane (roles of later callers)
             await self.client.nc.subscribe(f"nx.evt.{me.app}.app", cb=self._on_app_event),
         ]
-        await self.client.nc.flush()
+        await self._messaging.start()
+        if self.settings.rest is not None:
+            await self._rest_server().start()
         self._own(self._heartbeat(), "heartbeat")
+        self._own(self._longcalls.sweep(), "long calls")
         self.state = AppState.READY
+        self._ready_evt.set()
+        self._fire("__connect")
         log.info("%s is online (app %s, %s)", self.jid, me.app, "public" if self.settings.public else "private")
 
     async def stop(self) -> None:
@@ -188,6 +245,9 @@ class App:
                     await sub.unsubscribe()
                 except Exception:
                     log.debug("unsubscribe failed", exc_info=True)
+            await self._messaging.stop()
+            if self._rest is not None:
+                await self._rest.stop()
             if not await self._dispatcher.wait_idle(STOP_DEADLINE):
                 log.warning(
                     "%d calls still running after %g s; cancelling them", self._dispatcher.inflight, STOP_DEADLINE
@@ -199,6 +259,9 @@ class App:
                     await self.client.publish(sys_subject("bye", self.identity), encode({"instance": self.instance}))
                 except QEError:
                     log.debug("could not say goodbye", exc_info=True)
+        if self._ready_evt.is_set():
+            self._ready_evt.clear()
+            await asyncio.gather(*self._fire("__disconnect"))
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, *self._dispatcher.tasks, return_exceptions=True)
@@ -221,10 +284,70 @@ class App:
         await self._stopped.wait()
 
     def _own(self, coro: Any, name: str) -> asyncio.Task[Any]:
-        task = asyncio.get_running_loop().create_task(coro, name=f"qe:{name}")
+        return self._own_on(asyncio.get_running_loop(), coro, name)
+
+    def _own_on(self, loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, Any], name: str) -> asyncio.Task[Any]:
+        task = loop.create_task(coro, name=f"qe:{name}")
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return task
+
+    async def wait_ready(self, timeout: float | None = None) -> None:
+        """Wait until the worker is online (``timeout`` seconds at most: then ``NexusUnavailable``)."""
+        if self.state is AppState.READY:
+            return
+        if self.state in (AppState.STOPPING, AppState.STOPPED):
+            raise NexusUnavailable(f"{self.jid} has stopped")
+        try:
+            await asyncio.wait_for(self._ready_evt.wait(), timeout)
+        except TimeoutError:
+            raise NexusUnavailable(f"{self.jid} did not come online within {timeout:g} s") from None
+
+    # -- events ----------------------------------------------------------------------------
+
+    def on(self, event: str, callback: Callable[[], Any] | None = None) -> Any:
+        """``App.on("__connect", cb)`` / ``App.on("__disconnect", cb)``; also a decorator (``@App.on(...)``)."""
+        if event not in EVENTS:
+            raise ValueError(f"unknown event {event!r}; use one of {', '.join(EVENTS)}")
+
+        def register(cb: Callable[[], Any]) -> Callable[[], Any]:
+            self._events.setdefault(event, []).append(cb)
+            return cb
+
+        return register if callback is None else register(callback)
+
+    def _fire(self, event: str) -> list[asyncio.Task[Any]]:
+        return [self._own(self._run_event(event, cb), f"event {event}") for cb in self._events.get(event, [])]
+
+    @staticmethod
+    async def _run_event(event: str, cb: Callable[[], Any]) -> None:
+        try:
+            result = cb()
+            if inspect.isawaitable(result):
+                await result
+        except Exception:
+            log.exception("the %s callback %s failed", event, getattr(cb, "__qualname__", cb))
+
+    async def _on_disconnected(self) -> None:
+        if self._ready_evt.is_set():
+            self._ready_evt.clear()
+            self._fire("__disconnect")
+
+    # -- REST ------------------------------------------------------------------------------
+
+    @property
+    def rest(self) -> Any:
+        """The worker's FastAPI app (``@App.rest.get("/")``), served on the ``rest`` port."""
+        return self._rest_server().app
+
+    def _rest_server(self) -> Any:
+        if self.settings.rest is None:
+            raise ConfigError("App.rest needs a port: create the worker with App(rest=8000)")
+        if self._rest is None:
+            from ._rest import RestServer
+
+            self._rest = RestServer(self.settings.rest, title=self.jid)
+        return self._rest
 
     async def _connect(self) -> None:
         urls = self.settings.nexus
@@ -297,8 +420,12 @@ class App:
         except DuplicateResource:
             log.error("after reconnecting, %s is held by another block; stopping", self.jid)
             self._own(self.stop(), "stop")
+            return
         except QEError as exc:
             log.warning("re-registering after reconnect failed: %s", exc)
+        if not self._ready_evt.is_set():
+            self._ready_evt.set()
+            self._fire("__connect")
 
     async def _heartbeat(self) -> None:
         subject = sys_subject("hb", self.identity)
@@ -324,7 +451,43 @@ class App:
         """Like :meth:`api` but raises a :class:`~qe.bridge.QEError` subclass on failure."""
         return await request_api(self.client, app, cmd, body, jid, timeout, on_progress)
 
-    async def api(
+    def api(
+        self,
+        app: str | None = None,
+        cmd: str = "ping",
+        body: Any = None,
+        jid: str | None = None,
+        timeout: float = 30.0,
+        on_progress: ProgressCallback | None = None,
+    ) -> Any:
+        """Call ``cmd`` on a worker of ``app`` (or the block ``jid``); gives a dict, never raises.
+
+        Success has ``code: 0``; failure has a nonzero ``code`` and an ``error`` text. In async
+        code ``await App.api(...)``; in sync code (module level, a sync handler) it blocks and
+        returns the dict (see :meth:`api_sync`). ``on_progress(value)`` gets the handler's
+        progress reports; giving up (timeout, cancellation) cancels the handler.
+        """
+        if running_loop() is not None:
+            return self._api(app, cmd, body, jid, timeout, on_progress)
+        return self.api_sync(app, cmd, body, jid, timeout, on_progress)
+
+    async def _api(
+        self,
+        app: str | None,
+        cmd: str,
+        body: Any,
+        jid: str | None,
+        timeout: float,
+        on_progress: ProgressCallback | None,
+    ) -> dict[str, Any]:
+        try:
+            if self.state is not AppState.READY:
+                await self.wait_ready(READY_WAIT)
+            return await request_api(self.client, app, cmd, body, jid, timeout, on_progress)
+        except QEError as exc:
+            return exc.to_wire()
+
+    def api_sync(
         self,
         app: str | None = None,
         cmd: str = "ping",
@@ -333,21 +496,34 @@ class App:
         timeout: float = 30.0,
         on_progress: ProgressCallback | None = None,
     ) -> dict[str, Any]:
-        """Call ``cmd`` on a worker of ``app`` (or the block ``jid``); returns a dict, never raises.
+        """:meth:`api` from sync code: waits for the worker to be online, then for the answer.
 
-        Success has ``code: 0``; failure has a nonzero ``code`` and an ``error`` text.
+        Refused with ``UsageError`` inside a running event loop (it would freeze the worker).
         """
-        try:
-            return await self.call(app, cmd, body, jid, timeout, on_progress)
-        except QEError as exc:
-            return exc.to_wire()
+        return run_blocking(self._loop, lambda: self._api(app, cmd, body, jid, timeout, on_progress), "api")
 
-    async def find(self, app: str | None = None, timeout: float = 5.0) -> dict[str, Any]:
-        """The online blocks of ``app`` (default: mine): ``{"code": 0, "jids": [...], "blocks": [...]}``."""
+    def find(self, app: str | None = None, timeout: float = 5.0) -> Any:
+        """The online blocks of ``app`` (default: mine): ``{"code": 0, "jids": [...], "blocks": [...]}``.
+
+        Each block: ``jid``, ``app``, ``uid``, ``resource``, ``host``, ``pid``, ``public``,
+        ``since`` (online since, epoch seconds), ``inflight`` (calls running), ``version``.
+        Awaitable in async code, blocking in sync code (see :meth:`find_sync`).
+        """
+        if running_loop() is not None:
+            return self._find(app, timeout)
+        return self.find_sync(app, timeout)
+
+    async def _find(self, app: str | None, timeout: float) -> dict[str, Any]:
         try:
+            if self.state is not AppState.READY:
+                await self.wait_ready(READY_WAIT)
             return await request_find(self.client, app or self.identity.app, timeout)
         except QEError as exc:
             return exc.to_wire()
+
+    def find_sync(self, app: str | None = None, timeout: float = 5.0) -> dict[str, Any]:
+        """:meth:`find` from sync code; refused with ``UsageError`` inside a running event loop."""
+        return run_blocking(self._loop, lambda: self._find(app, timeout), "find")
 
 
 async def request_api(

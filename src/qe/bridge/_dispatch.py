@@ -69,6 +69,8 @@ class Dispatcher:
         self._max_payload = max_payload
         self._sem = asyncio.Semaphore(concurrency)
         self.tasks: set[asyncio.Task[None]] = set()
+        self.calls: dict[str, asyncio.Task[Any]] = {}  # reply inbox -> the task serving that call
+        self.jid = ""  # this block's jid, named in progress messages
         self.accepting = True
         self._idle = asyncio.Event()
         self._idle.set()
@@ -119,12 +121,19 @@ class Dispatcher:
         reply_to = msg.reply
         progress = None
         if reply_to:
+            task = asyncio.current_task()
+            if task is not None:
+                self.calls[reply_to] = task  # so the caller can cancel it (see _longcalls)
 
             async def progress(value: Any) -> None:
-                await self._publish(reply_to, encode({"progress": value}))
+                await self._publish(reply_to, encode({"progress": value, "jid": self.jid}))
 
-        async with self._sem:
-            reply = await self.answer(msg.data, app, uid, resource, progress)
+        try:
+            async with self._sem:
+                reply = await self.answer(msg.data, app, uid, resource, progress)
+        finally:
+            if reply_to:
+                self.calls.pop(reply_to, None)
         if not reply_to:
             return
         try:

@@ -57,10 +57,12 @@ def autostart(app: App) -> None:
         running = None
     if running is not None:
         # inside a running loop: start as a task; ``await app.ready()`` waits for it
+        app._loop = running
         app.start_task = running.create_task(app.start(), name="qe:start")
         return
     configure_logging()
     loop = current_loop()
+    app._loop = loop  # module-level find/api/direct/subscribe use it before run_forever
     _ScriptRunner(app, loop).install()
 
 

@@ -6,7 +6,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["APISpecs", "Role"]
+__all__ = ["APISpecs", "MessageSpecs", "Role"]
 
 Role = str  # "owner" | "partner" | "user"
 
@@ -35,3 +35,23 @@ class APISpecs:
         """Send a progress update to the caller (JSON value); no-op when nobody waits."""
         if self._progress is not None:
             await self._progress(value)
+
+
+@dataclass(slots=True)
+class MessageSpecs:
+    """One direct or channel message, and who sent it.
+
+    ``channel`` is empty for a direct. ``itsme`` is my own channel message coming back to me;
+    ``itsbro`` is a message from the same user (uid) sent by another block. The sender's
+    ``app``, ``uid`` and ``resource`` come from the subject, which only that sender may publish.
+    """
+
+    fromjid: str
+    body: Any
+    role: Role
+    channel: str
+    app: str
+    uid: str
+    resource: str
+    itsme: bool
+    itsbro: bool

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
+import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, NoReturn, TypeVar
@@ -17,6 +18,7 @@ from .._config import DEFAULT_NATS_PORT, data_home
 from .._errors import QEError
 from .._names import Identity
 from ..nexus import NexusPaths, Registry, ServerSettings, read_state
+from . import _messaging as messaging_cmds
 from . import _registry_cmds as registry_cmds
 
 T = TypeVar("T")
@@ -214,17 +216,24 @@ def parse_body(text: str | None) -> Any:
 @click.option("--timeout", default=30.0, show_default=True, type=click.FloatRange(0.01, 3600), help="Seconds to wait.")
 @click.option("--nexus", default=None, help="Nexus address (default: the running local one).")
 def call(app: str, cmd: str, body: str | None, jid: str | None, timeout: float, nexus: str | None) -> None:
-    """Call CMD on a worker of APP with a JSON BODY; prints the JSON result."""
+    """Call CMD on a worker of APP with a JSON BODY; prints the JSON result.
+
+    Progress reports of a long call are shown on stderr as they come; Ctrl+C (or the timeout)
+    cancels the call on the worker.
+    """
     from ..bridge._app import request_api
 
     payload = parse_body(body)
+
+    def show_progress(value: Any) -> None:
+        click.echo(f"progress: {orjson.dumps(value).decode()}", err=True)
 
     async def go() -> dict[str, Any]:
         client = cli_client(nexus)
         await client.connect(reconnect=False)
         try:
             try:
-                return await request_api(client, app, cmd, payload, jid, timeout, None)
+                return await request_api(client, app, cmd, payload, jid, timeout, show_progress)
             except QEError as exc:
                 return exc.to_wire()
         finally:
@@ -260,15 +269,17 @@ def find(app: str, as_json: bool, nexus: str | None) -> None:
         click.echo(f"no block of {app} is online")
         return
     for block in reply["blocks"]:
+        since = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(block["since"])) if block.get("since") else "?"
         click.echo(
-            f"{block['jid']}  pid {block['pid']} on {block['host']}  "
-            f"{'public' if block['public'] else 'private'}  in flight {block['inflight']}"
+            f"{block['jid']}  resource {block['resource']}  uid {block['uid']}  pid {block['pid']} on {block['host']}  "
+            f"{'public' if block['public'] else 'private'}  online since {since}  in flight {block['inflight']}"
         )
 
 
 cli.add_command(registry_cmds.user)
 cli.add_command(registry_cmds.app)
 cli.add_command(registry_cmds.key)
+messaging_cmds.register(cli)
 
 
 def main() -> None:

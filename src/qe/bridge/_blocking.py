@@ -1,0 +1,87 @@
+"""Calling the SDK from code that is not async: module level, sync handlers, other threads.
+
+The guide's programs call ``App.find(...)``, ``App.api(...)``, ``App.direct(...)`` and
+``App.subscribe(...)`` at module level, before ``loop.run_forever()``. Three cases:
+
+* inside the worker's running loop (async code): the call returns an awaitable (``await App.find(...)``);
+* module level (the loop exists but does not run yet): ``find``/``api`` run the loop until the
+  worker is online and the answer is in, and return it; one-way sends are queued and go out
+  once the worker is online;
+* another thread while the loop runs (a sync handler): the work is handed to the loop and
+  ``find``/``api`` wait for the answer.
+
+``find_sync``/``api_sync`` always block, and refuse (``UsageError``) inside a running loop,
+where blocking would freeze the worker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Coroutine
+from typing import Any, TypeVar
+
+from .._errors import QEError, UsageError
+
+__all__ = ["run_blocking", "running_loop", "submit"]
+
+log = logging.getLogger("qe.worker")
+
+T = TypeVar("T")
+
+
+def running_loop() -> asyncio.AbstractEventLoop | None:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
+
+
+def run_blocking(loop: asyncio.AbstractEventLoop | None, make: Callable[[], Coroutine[Any, Any, T]], what: str) -> T:
+    """Run ``make()`` to completion from sync code and return its result."""
+    if running_loop() is not None:
+        raise UsageError(
+            f"App.{what}_sync() would block the running event loop (and the worker with it); "
+            f"in async code use `await App.{what}(...)`"
+        )
+    if loop is None or loop.is_closed():
+        raise UsageError("the App has no event loop: create it at module level (the guide's way) or start it first")
+    if loop.is_running():  # called from another thread: the worker's loop does the work
+        return asyncio.run_coroutine_threadsafe(make(), loop).result()
+    return loop.run_until_complete(make())
+
+
+def submit(
+    loop: asyncio.AbstractEventLoop | None,
+    own: Callable[[asyncio.AbstractEventLoop, Coroutine[Any, Any, T], str], asyncio.Task[T]],
+    make: Callable[[], Coroutine[Any, Any, T]],
+    what: str,
+) -> Any:
+    """Start ``make()`` on the worker's loop without waiting; returns something to await if wanted.
+
+    In the loop: an owned task. At module level: an owned task that runs once the loop does.
+    From another thread: a ``concurrent.futures.Future``. A failure is logged (and raised to
+    whoever awaits the result), never dropped.
+    """
+    here = running_loop()
+    if here is not None:
+        return _report(own(here, make(), what), what)
+    if loop is None or loop.is_closed():
+        raise UsageError("the App has no event loop: create it at module level (the guide's way) or start it first")
+    if loop.is_running():
+        future = asyncio.run_coroutine_threadsafe(make(), loop)
+        future.add_done_callback(lambda f: _log_failure(f.exception() if not f.cancelled() else None, what))
+        return future
+    return _report(own(loop, make(), what), what)
+
+
+def _report(task: asyncio.Task[T], what: str) -> asyncio.Task[T]:
+    task.add_done_callback(lambda t: _log_failure(t.exception() if not t.cancelled() else None, what))
+    return task
+
+
+def _log_failure(exc: BaseException | None, what: str) -> None:
+    if isinstance(exc, QEError):
+        log.warning("%s failed: %s", what, exc.message)
+    elif exc is not None:
+        log.error("%s failed", what, exc_info=exc)

@@ -1,0 +1,203 @@
+"""Directs, channels, decorators, find, bodies and events between in-process workers on a real Nexus."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections import defaultdict
+from typing import Any
+
+import pytest
+
+from qe.bridge import App, Forbidden, InvalidBody, MessageSpecs, NoWorkerOnline, PayloadTooLarge
+from qe.testing import Nexus
+from waiting import until, until_async
+
+_users = itertools.count(1)
+
+
+def stranger_key(nexus: Nexus, app: str) -> Any:
+    """A key of another user (uid), owning its own app ``app``."""
+    registry = nexus.registry
+    uid = f"stranger{next(_users)}-{app}"[:40]
+    registry.add_user(uid)
+    return nexus.new_app(app, owner=uid).secret
+
+
+async def test_a_direct_reaches_the_direct_handler_and_msgreceiver_with_the_sender(make_app, unique_app):
+    app = unique_app("dm")
+    worker = await make_app(app, "pyreceiver")
+    sender = await make_app(unique_app("dmsend"), "pysender")
+    got: list[MessageSpecs] = []
+    every: list[MessageSpecs] = []
+
+    @worker.nexus.Direct()
+    async def on_direct(specs: MessageSpecs) -> None:
+        got.append(specs)
+
+    worker.xmpp.msgreceiver = every.append
+
+    assert await sender.direct(app=app, body={"hi": 1}) == {"code": 0}
+    await until(lambda: len(got) == 1 and len(every) == 1)
+    specs = got[0]
+    assert specs.body == {"hi": 1}
+    assert specs.channel == ""
+    assert specs.fromjid == sender.jid
+    assert (specs.app, specs.uid, specs.resource) == (sender.app, sender.identity.uid, "pysender")
+    assert specs.role == "owner"  # same local owner
+    assert specs.itsbro and not specs.itsme
+
+
+async def test_a_direct_to_a_jid_reaches_only_that_block(make_app, unique_app):
+    app = unique_app("dmjid")
+    one, two = await make_app(app, "pyone"), await make_app(app, "pytwo")
+    seen: list[str] = []
+    for worker in (one, two):
+        worker.nexus.Direct()(lambda specs, w=worker: seen.append(w.resource))
+    for _ in range(10):
+        await one.direct(body=[1, 2], jid=two.jid)
+    await until(lambda: len(seen) == 10)
+    assert set(seen) == {"pytwo"}
+
+
+async def test_direct_errors_are_reported_to_the_sender(make_app, unique_app, qe_nexus: Nexus):
+    sender = await make_app(unique_app("dmerr"), "pysender")
+    with pytest.raises(NoWorkerOnline, match="no worker online"):
+        await sender.direct(app=unique_app("nobody"), body={})
+    with pytest.raises(InvalidBody, match="JSON object or list"):
+        sender.direct(app="x", body="text")
+    with pytest.raises(PayloadTooLarge):
+        sender.direct(app="x", body={"x": "a" * (sender.client.max_payload + 10)})
+    # a private worker refuses directs from users (another uid), and the sender hears it
+    private_app = unique_app("dmpriv")
+    await make_app(private_app, "pyprivate", public=False)
+    stranger = await make_app(unique_app("strg"), "pystranger", key=stranger_key(qe_nexus, unique_app("strgapp")))
+    with pytest.raises(Forbidden):
+        await stranger.direct(app=private_app, body={})
+
+
+async def test_channel_flags_itsme_itsbro_and_a_stranger(make_app, unique_app, qe_nexus: Nexus):
+    channel = unique_app("flags")
+    me = await make_app(unique_app("chme"), "pyme")
+    bro = await make_app(unique_app("chbro"), "pybro")
+    stranger = await make_app(unique_app("chst"), "pyst", key=stranger_key(qe_nexus, unique_app("stapp")))
+    got: list[MessageSpecs] = []
+    me.nexus.Channel(channel)(got.append)
+    await me.subscribe(channel)
+    for sender in (me, bro, stranger):
+        await sender.sendtochannel(channel, {"from": sender.resource})
+    await until(lambda: len(got) == 3)
+    flags = {s.body["from"]: (s.itsme, s.itsbro, s.channel, s.role) for s in got}
+    assert flags == {
+        "pyme": (True, False, channel, "owner"),
+        "pybro": (False, True, channel, "owner"),
+        "pyst": (False, False, channel, "user"),
+    }
+
+
+async def test_channel_order_per_sender_3_subscribers_1000_messages(make_app, unique_app):
+    channel = unique_app("order")
+    subscribers = [await make_app(unique_app("sub"), f"pysub{i}") for i in range(3)]
+    received: dict[str, list[tuple[str, int]]] = defaultdict(list)
+    for sub in subscribers:
+        sub.nexus.Channel(channel)(lambda s, r=sub.resource: received[r].append((s.fromjid, s.body["n"])))
+        await sub.subscribe(channel)
+    senders = [await make_app(unique_app("snd"), f"pysnd{i}") for i in range(2)]
+
+    async def send(sender: App) -> None:
+        for n in range(500):
+            await sender.sendtochannel(channel, {"n": n})
+
+    await asyncio.gather(*(send(s) for s in senders))
+    await until(lambda: all(len(received[s.resource]) >= 1000 for s in subscribers), 30, "1000 messages each")
+    for sub in subscribers:
+        messages = received[sub.resource]
+        assert len(messages) == 1000, "none lost, none duplicated"
+        for sender in senders:
+            assert [n for jid, n in messages if jid == sender.jid] == list(range(500)), "in order per sender"
+
+
+async def test_unsubscribe_stops_delivery_and_bodies_must_be_objects_or_lists(make_app, unique_app):
+    channel = unique_app("unsub")
+    worker = await make_app(unique_app("unsubapp"), "pyw")
+    got: list[Any] = []
+    worker.xmpp.msgreceiver = lambda specs: got.append(specs.body)
+    await worker.subscribe(channel)
+    await worker.sendtochannel(channel, [1])
+    await until(lambda: got == [[1]])
+    await worker.unsubscribe(channel)
+    await worker.subscribe(channel + "-other")
+    await worker.sendtochannel(channel, [2])
+    await worker.sendtochannel(channel + "-other", [3])
+    await until(lambda: [3] in got)
+    assert got == [[1], [3]]
+    for bad in ("text", 1, None, 2.5):
+        with pytest.raises(InvalidBody):
+            worker.sendtochannel(channel, bad)
+
+
+async def test_a_failing_message_handler_is_logged_and_the_next_message_still_arrives(make_app, unique_app, caplog):
+    channel = unique_app("fail")
+    worker = await make_app(unique_app("failapp"), "pyw")
+    got: list[int] = []
+
+    @worker.nexus.Channel(channel)
+    def handler(specs: MessageSpecs) -> None:
+        if specs.body["n"] == 0:
+            raise RuntimeError("bad message")
+        got.append(specs.body["n"])
+
+    await worker.subscribe(channel)
+    await worker.sendtochannel(channel, {"n": 0})
+    await worker.sendtochannel(channel, {"n": 1})
+    await until(lambda: got == [1])
+    assert "bad message" in caplog.text
+
+
+async def test_find_lists_blocks_with_their_fields_and_a_clean_stop_at_once(make_app, unique_app):
+    app = unique_app("find")
+    one = await make_app(app, "pyone", public=False)
+    two = await make_app(app, "pytwo")
+    reply = await one.find(app=app)
+    assert reply["code"] == 0
+    assert reply["jids"] == sorted([one.jid, two.jid])
+    block = next(b for b in reply["blocks"] if b["jid"] == one.jid)
+    assert block["resource"] == "pyone" and block["uid"] == one.identity.uid and block["app"] == app
+    assert block["public"] is False and block["inflight"] == 0
+    assert isinstance(block["pid"], int) and block["host"] and block["since"] > 0
+    await two.stop()
+    assert (await one.find(app=app))["jids"] == [one.jid], "a clean stop is reflected at once"
+
+
+async def test_find_reflects_a_crash_within_3_seconds(make_app, unique_app):
+    app = unique_app("crash")
+    watcher = await make_app(unique_app("watch"), "pywatch")
+    victim = await make_app(app, "pyvictim")
+    assert (await watcher.find(app=app))["jids"] == [victim.jid]
+    # a crash: the connection drops without a goodbye and heartbeats stop
+    for task in list(victim._tasks):
+        task.cancel()
+    await victim.client.nc.close()
+    from qe.nexus._control import EXPIRY
+
+    async def gone() -> bool:
+        return not (await watcher.find(app=app))["jids"]
+
+    await until_async(gone, EXPIRY + 5, "the crashed block to leave find")  # expiry, a sweep, slack
+
+
+async def test_connect_and_disconnect_events(make_app, unique_app):
+    worker = await make_app(unique_app("evt"), "pyevt", start=False)
+    events: list[str] = []
+    worker.on("__connect", lambda: events.append("connect"))
+
+    @worker.on("__disconnect")
+    async def gone() -> None:
+        events.append("disconnect")
+
+    with pytest.raises(ValueError, match="unknown event"):
+        worker.on("connect", print)
+    await worker.start()
+    await until(lambda: events == ["connect"])
+    await worker.stop()
+    assert events == ["connect", "disconnect"]
