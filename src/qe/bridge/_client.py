@@ -4,7 +4,9 @@ nats-py errors become ours.
 Calls use a single wildcard subscription ``_INBOX.<app>.<uid>.<nuid>.*`` (the credential may
 only read its own inboxes). Each call has a token; a reply with the status header 503 means
 no subscriber took the request (``no worker online``). A reply carrying ``"progress"`` does
-not end the call: it is handed to the call's ``on_progress`` and the call keeps waiting.
+not end the call: it is handed to the call's ``on_progress`` and the call keeps waiting. Progress
+and ``{"accepted": <jid>}`` messages name the block running the call; a caller that gives up
+(timeout or cancellation) sends that block a cancel (``qe.bridge._longcalls``).
 """
 
 from __future__ import annotations
@@ -34,9 +36,9 @@ from .._errors import (
     QEError,
 )
 from .._keys import AppKey
-from .._names import Identity
+from .._names import Identity, parse_jid
 from .._tls import client_context
-from .._wire import decode_object
+from .._wire import decode_object, encode
 
 __all__ = ["ClientState", "NexusClient"]
 
@@ -57,11 +59,12 @@ class ClientState(enum.Enum):
 
 
 class _Pending:
-    __slots__ = ("future", "on_progress")
+    __slots__ = ("future", "on_progress", "worker")
 
     def __init__(self, future: asyncio.Future[dict[str, Any]], on_progress: ProgressCallback | None) -> None:
         self.future = future
         self.on_progress = on_progress
+        self.worker: str | None = None  # the jid of the block running the call, once it names itself
 
 
 class NexusClient:
@@ -203,8 +206,11 @@ class NexusClient:
         except QEError as exc:
             pending.future.set_exception(exc)
             return
-        if "progress" in reply and "code" not in reply:
-            if pending.on_progress is not None:
+        if "code" not in reply and ("progress" in reply or "accepted" in reply):
+            worker = reply.get("jid") or reply.get("accepted")
+            if isinstance(worker, str):
+                pending.worker = worker
+            if "progress" in reply and pending.on_progress is not None:
                 try:
                     result = pending.on_progress(reply["progress"])
                     if result is not None:
@@ -240,11 +246,38 @@ class NexusClient:
             try:
                 return await asyncio.wait_for(future, timeout)
             except TimeoutError:
+                await self._give_up(subject, token)
                 raise CallTimeout(target, timeout) from None
+            except asyncio.CancelledError:
+                await self._give_up(subject, token)
+                raise
             except NoWorkerOnline:
                 raise NoWorkerOnline(target) from None
         finally:
             self._pending.pop(token, None)
+
+    async def _give_up(self, subject: str, token: str) -> None:
+        """Tell the block running this call that nobody waits any more, so it cancels the call.
+
+        Best effort: the block is known from the jid the call targeted, or from the first
+        progress/accepted message (see ``qe.bridge._longcalls``).
+        """
+        pending = self._pending.get(token)
+        parts = subject.split(".")
+        if pending is not None and pending.worker is not None:
+            try:
+                block = parse_jid(pending.worker).tokens
+            except QEError:
+                return
+        elif len(parts) == 9 and parts[1] == "to" and parts[5] == "api":
+            block = ".".join(parts[2:5])
+        else:
+            return
+        data = encode({"reply": self._mux_prefix + token})
+        try:
+            await self.nc.publish(f"nx.to.{block}.cancel.{self.identity.tokens}", data)
+        except Exception:
+            log.debug("could not send a cancel to %s", block, exc_info=True)
 
     async def publish(self, subject: str, data: bytes) -> None:
         if len(data) > self.max_payload:
