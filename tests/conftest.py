@@ -55,3 +55,15 @@ async def make_app(qe_nexus: Nexus) -> AsyncIterator[Callable[..., Any]]:
     yield make
     for worker in apps:
         await worker.stop()
+
+
+@pytest.fixture(scope="session")
+def evox(qe_nexus: Nexus, tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """The environment manager's shared evox for the session, made by `qe env create` as a user would."""
+    from manager_kit import EvoxKit, qe
+
+    location = tmp_path_factory.mktemp("envs") / "evox"
+    env = dict(qe_nexus.env, QE_EVOX=str(location))
+    created = qe(env, "env", "create")
+    assert created.returncode == 0, created.stderr
+    return EvoxKit(location, env, created)

@@ -18,6 +18,7 @@ from .._config import DEFAULT_NATS_PORT, data_home
 from .._errors import QEError
 from .._names import Identity
 from ..nexus import NexusPaths, Registry, ServerSettings, read_state
+from . import _env as manager_cmds
 from . import _messaging as messaging_cmds
 from . import _registry_cmds as registry_cmds
 
@@ -80,9 +81,24 @@ def cli() -> None:
 @click.option("--tls-cert", default="", help="Your server certificate (PEM) instead of the generated one.")
 @click.option("--tls-key", default="", help="The private key of --tls-cert (PEM).")
 @click.option("--insecure-remote", is_flag=True, help="Allow a non-loopback --host without TLS (plain text).")
-def up(host: str, port: int, detach: bool, tls: bool, tls_cert: str, tls_key: str, insecure_remote: bool) -> None:
-    """Start the Nexus: nats-server and the control plane."""
+@click.option("--manager-port", default=None, type=click.IntRange(0, 65535), help="Manager page port (default 7470).")
+@click.option("--no-manager", is_flag=True, help="Do not serve the manager page for this folder.")
+def up(
+    host: str,
+    port: int,
+    detach: bool,
+    tls: bool,
+    tls_cert: str,
+    tls_key: str,
+    insecure_remote: bool,
+    manager_port: int | None,
+    no_manager: bool,
+) -> None:
+    """Start the Nexus: nats-server and the control plane (and the manager page for this folder)."""
     from ..nexus import run_nexus, start_detached
+    from ._env import ManagerAlongside
+
+    page = ManagerAlongside(not no_manager, manager_port)
 
     settings = ServerSettings(
         host=host, port=port, tls=tls, tls_cert=tls_cert, tls_key=tls_key, insecure_remote=insecure_remote
@@ -90,10 +106,11 @@ def up(host: str, port: int, detach: bool, tls: bool, tls_cert: str, tls_key: st
     p = paths()
     if detach:
         try:
-            state = start_detached(p, settings)
+            state = start_detached(p, settings, page.detached_args())
         except QEError as exc:
             fail(exc.message)
         click.echo(f"Nexus running in the background (pid {state.pid})")
+        page.announce_detached(state.pid)
         click.echo(f"  nats:  {state.url}")
         if state.client_ca() is not None:
             click.echo(f"  CA:    {state.client_ca()}  (clients trust it: tls_ca / QE_TLS_CA)")
@@ -107,9 +124,10 @@ def up(host: str, port: int, detach: bool, tls: bool, tls_cert: str, tls_key: st
         if state.client_ca() is not None:
             click.echo(f"  CA:    {state.client_ca()}  (clients trust it: tls_ca / QE_TLS_CA)")
         click.echo(f"  data:  {p.home}")
+        page.announce()
         click.echo("Press Ctrl+C to stop.")
 
-    run(lambda: run_nexus(p, settings, announce=announce))
+    run(lambda: page.around(run_nexus(p, settings, announce=announce)))
     click.echo("Nexus stopped.")
 
 
@@ -279,6 +297,7 @@ def find(app: str, as_json: bool, nexus: str | None) -> None:
 cli.add_command(registry_cmds.user)
 cli.add_command(registry_cmds.app)
 cli.add_command(registry_cmds.key)
+manager_cmds.register(cli)
 messaging_cmds.register(cli)
 
 
