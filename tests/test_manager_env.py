@@ -176,3 +176,16 @@ def test_without_any_usable_python_the_error_says_what_to_install(tmp_path: Path
     (tmp_path / "empty").mkdir()
     with pytest.raises(EnvError, match=r"no Python >= 3.11 found on this machine: install Python 3.12"):
         choose_interpreter(search_path=str(tmp_path / "empty"), pyenv_root=tmp_path / "no-pyenv")
+
+
+def test_qe_new_points_vscode_at_evox(evox: EvoxKit, tmp_path: Path, unique_app) -> None:
+    app = unique_app("vsc")
+    assert qe(evox.env, "new", app, "--dir", str(tmp_path)).returncode == 0
+    settings = json.loads((tmp_path / f"wpy{app}" / ".vscode" / "settings.json").read_text())
+    assert Path(settings["python.defaultInterpreterPath"]) == evox.python
+
+
+def test_the_worker_sdk_does_not_load_the_web_stack() -> None:
+    code = "import sys, qe.bridge; print(sorted({m.split('.')[0] for m in sys.modules} & {'starlette', 'uvicorn'}))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -12,6 +11,7 @@ from ._config import BLOCK_CONFIG, KEY_FILE
 from ._errors import ConfigError
 from ._keys import AppKey, write_secret_file
 from ._names import check_app
+from .manager._location import env_python, evox_location
 
 __all__ = ["BlockFiles", "block_folder_name", "write_block"]
 
@@ -60,7 +60,8 @@ def write_block(
         path.write_text(text)
         written.append("/".join(parts))
     settings = {
-        "python.defaultInterpreterPath": interpreter or sys.executable,
+        # VS Code's play button runs run.py in the shared evox environment (made on the first run)
+        "python.defaultInterpreterPath": interpreter or str(env_python(evox_location())),
         "python.terminal.activateEnvironment": True,
     }
     (folder / ".vscode" / "settings.json").write_text(json.dumps(settings, indent=2) + "\n")

@@ -72,7 +72,7 @@ class Nexus:
         return env
 
     def start(self) -> Nexus:
-        start_detached(self.paths, self.settings)
+        start_detached(self.paths, self.settings, ["--no-manager"])  # tests start their own pages
         return self
 
     def stop(self) -> None:
