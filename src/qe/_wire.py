@@ -14,7 +14,7 @@ from ._errors import InvalidBody, PayloadTooLarge
 
 __all__ = ["MAX_DEPTH", "decode_object", "encode", "encode_checked"]
 
-MAX_DEPTH = 64  # orjson refuses deeper nesting itself on encode; we refuse it on decode
+MAX_DEPTH = 64  # deeper JSON is refused on decode (orjson itself refuses > 254 levels on encode)
 
 
 def encode(value: Any) -> bytes:
@@ -48,4 +48,23 @@ def decode_object(data: bytes, what: str = "message") -> dict[str, Any]:
         raise InvalidBody(f"{what} is not valid JSON ({exc.msg})") from None
     if not isinstance(value, dict):
         raise InvalidBody(f"{what} must be a JSON object, not {type(value).__name__}")
+    # only input with many brackets can be too deep: the common case costs two byte counts
+    if data.count(b"[") + data.count(b"{") > MAX_DEPTH and _depth(value) > MAX_DEPTH:
+        raise InvalidBody(f"{what} is nested deeper than {MAX_DEPTH} levels")
     return value
+
+
+def _depth(value: Any) -> int:
+    """Nesting depth of decoded JSON, without recursion."""
+    deepest = 0
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, level = stack.pop()
+        deepest = max(deepest, level)
+        if level > MAX_DEPTH:
+            break
+        if isinstance(item, dict):
+            stack.extend((v, level + 1) for v in item.values() if isinstance(v, dict | list))
+        elif isinstance(item, list):
+            stack.extend((v, level + 1) for v in item if isinstance(v, dict | list))
+    return deepest

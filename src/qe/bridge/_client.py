@@ -90,6 +90,7 @@ class NexusClient:
         self._mux_prefix = f"{identity.inbox_prefix}.{secrets.token_hex(8)}."
         self._mux_sub: Subscription | None = None
         self._counter = 0
+        self._refused: Exception | None = None  # the server's "Authorization Violation", if any
         self.on_connect: list[Callable[[], Awaitable[None]]] = []
         self.on_disconnect: list[Callable[[], Awaitable[None]]] = []
         self.on_reconnect: list[Callable[[], Awaitable[None]]] = []
@@ -120,7 +121,9 @@ class NexusClient:
         except Exception as exc:
             # nats-py may leave reconnect machinery running after a failed first connect
             await self._abandon()
-            raise translate_connect_error(exc, self._servers) from exc
+            # nats-py ends a failed first connect with "no servers available"; the reason came earlier
+            cause = self._refused if self._refused is not None else exc
+            raise translate_connect_error(cause, self._servers) from exc
         if reconnect:
             self.nc.options["max_reconnect_attempts"] = -1
         self.state = ClientState.CONNECTED
@@ -145,7 +148,10 @@ class NexusClient:
         """Drain subscriptions and close; idempotent."""
         if self.state is ClientState.CLOSED:
             return
+        never_connected = self.state is ClientState.NEW  # a failed connect left a fresh nats client
         self.state = ClientState.CLOSED
+        if never_connected:
+            return  # nats-py's close() asserts on a client that never connected
         for pending in self._pending.values():
             if not pending.future.done():
                 pending.future.set_exception(NexusUnavailable("connection closed"))
@@ -168,6 +174,10 @@ class NexusClient:
         text = str(exc)
         if "Permissions Violation" in text or "permissions violation" in text.lower():
             log.warning("the Nexus refused an operation: %s", text.strip("'"))
+        elif "authorization violation" in text.lower():
+            if self._refused is None and self.state is not ClientState.NEW:
+                log.error("the Nexus refuses this key (%s): it was revoked or rotated", self._key)
+            self._refused = exc
         elif isinstance(exc, nats.errors.StaleConnectionError | ConnectionRefusedError | OSError):
             log.debug("connection error: %s", exc)
         else:

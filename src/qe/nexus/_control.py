@@ -21,7 +21,7 @@ from typing import Any
 from nats.aio.msg import Msg
 
 from .._errors import BadRequest, DuplicateResource, QEError
-from .._names import Identity, check_app, to_subject
+from .._names import Identity, check_any_resource, check_app, to_subject
 from .._wire import decode_object, encode
 from ..bridge._client import NexusClient
 from ._registry import SYSTEM_APP, SYSTEM_UID, Registry
@@ -108,6 +108,8 @@ class ControlPlane:
             await self.client.nc.publish(msg.reply, encode(reply))
 
     async def _answer(self, verb: str, sender: Identity, request: dict[str, Any]) -> dict[str, Any] | None:
+        if verb in ("register", "hb"):
+            check_any_resource(sender.resource)  # it is shown to others by find
         if verb == "register":
             return await self._register(sender, request)
         if verb == "hb":

@@ -1,0 +1,171 @@
+"""Hostile input on every entry point: the SDK's decoder and dispatcher, the control plane, ``qe call``.
+
+Each malformed input gets a clear error (a nonzero integer ``code`` and a text ``error``),
+nothing crashes or hangs, and the process keeps serving others afterwards.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import orjson
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from conftest import run_qe
+from qe._errors import QEError
+from qe._wire import decode_object
+from qe.bridge import APISpecs
+from qe.bridge._app import request_find
+from qe.bridge._dispatch import Dispatcher
+from qe.testing import Nexus
+from security_kit import Raw
+
+json_scalars = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20)
+json_values = st.recursive(
+    json_scalars,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    max_leaves=20,
+)
+
+
+def nested(depth: int) -> bytes:
+    return b'{"cmd": "echo", "body": ' + b"[" * depth + b"]" * depth + b"}"
+
+
+hostile_bytes = st.one_of(
+    st.binary(max_size=200),
+    json_values.map(lambda v: json.dumps(v).encode()),
+    st.dictionaries(
+        st.sampled_from(["cmd", "body", "x"]), json_values | st.sampled_from(["echo", "ping", "", "boom"]), max_size=3
+    ).map(lambda v: json.dumps(v).encode()),
+    st.integers(min_value=1, max_value=5000).map(nested),
+    st.sampled_from([b"", b"\x00", b"\xff\xfe", b"{", b'{"cmd": "echo"', b"null", b"[]", b'"cmd"', b"1e999"]),
+)
+
+
+def assert_clear(reply: Any) -> None:
+    assert isinstance(reply, dict)
+    assert isinstance(reply.get("code"), int)
+    if reply["code"] != 0:
+        assert isinstance(reply.get("error"), str) and reply["error"]
+    orjson.dumps(reply)  # it can go back on the wire
+
+
+@pytest.fixture(scope="module")
+def loop() -> Iterator[asyncio.AbstractEventLoop]:
+    loop = asyncio.new_event_loop()
+    yield loop
+    loop.close()
+
+
+def make_dispatcher(public: bool = True) -> Dispatcher:
+    async def publish(subject: str, data: bytes) -> None:
+        raise AssertionError("answer() must not publish")
+
+    dispatcher = Dispatcher(public=public, concurrency=4, publish=publish, max_payload=lambda: 1024 * 1024)
+
+    async def echo(specs: APISpecs) -> dict:
+        return {"body": specs.body, "role": specs.role}
+
+    async def boom(specs: APISpecs) -> dict:
+        raise ValueError("boom")
+
+    dispatcher.commands.update(echo=echo, boom=boom)
+    return dispatcher
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=hostile_bytes, public=st.booleans())
+def test_the_dispatcher_answers_any_bytes_with_a_clear_reply(
+    loop: asyncio.AbstractEventLoop, data: bytes, public: bool
+) -> None:
+    reply = loop.run_until_complete(make_dispatcher(public).answer(data, "caller", "someone", "pyx"))
+    assert_clear(reply)
+
+
+@settings(max_examples=200, deadline=None)
+@given(data=hostile_bytes)
+def test_the_decoder_accepts_only_json_objects_and_says_why(data: bytes) -> None:
+    try:
+        value = decode_object(data, "request")
+    except QEError as exc:
+        assert exc.code == 400 and exc.message.startswith("invalid body: request ")
+    else:
+        assert isinstance(value, dict)
+
+
+def test_a_deeply_nested_or_huge_body_is_refused_clearly(loop: asyncio.AbstractEventLoop) -> None:
+    dispatcher = make_dispatcher()
+    deep = loop.run_until_complete(dispatcher.answer(nested(100_000), "a", "u", "pyx"))
+    assert deep["code"] == 400 and "invalid body" in deep["error"]
+    huge = orjson.dumps({"cmd": "echo", "body": {"x": "y" * 900_000}})
+    assert loop.run_until_complete(dispatcher.answer(huge, "a", "u", "pyx"))["code"] == 0
+
+
+# -- the control plane -------------------------------------------------------------------------
+
+verbs = st.sampled_from(["register", "find", "hb", "bye", "nope", "REGISTER", "find-x"])
+resources = st.sampled_from(["pyhostile", "cli-x", "x", "PY", "py_1", "-", "é"])
+
+
+@pytest.fixture(scope="module")
+def attacker_key(qe_nexus: Nexus):
+    return qe_nexus.new_app("hostile")
+
+
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(verb=verbs, resource=resources, data=hostile_bytes)
+def test_the_control_plane_answers_malformed_requests_and_stays_alive(
+    qe_nexus: Nexus, attacker_key, verb: str, resource: str, data: bytes
+) -> None:
+    async def go() -> None:
+        raw = await Raw(attacker_key).connect(qe_nexus.url)
+        try:
+            subject = f"nx.sys.{verb}.{attacker_key.app}.{attacker_key.uid}.{resource}"
+            if verb in ("hb", "bye"):
+                await raw.conn.publish(subject, data)  # one-way: nothing to answer
+                await raw.conn.flush()
+                return
+            reply = orjson.loads((await raw.conn.request(subject, data, timeout=5)).data)
+            assert_clear(reply)
+            if reply["code"] != 0:
+                assert reply["code"] in (400, 409)
+        finally:
+            await raw.close()
+
+    asyncio.run(go())
+
+
+async def test_after_the_hostile_requests_find_and_calls_still_work(qe_nexus: Nexus, make_app, unique_app) -> None:
+    app = unique_app("alive")
+    worker = await make_app(app, resource="pyalive")
+    client = qe_nexus.client()
+    await client.connect(reconnect=False)
+    try:
+        found = await request_find(client, app, 5)
+        assert found["jids"] == [worker.jid]
+        assert (await worker.api(app, "ping"))["pong"] is True
+    finally:
+        await client.close()
+
+
+# -- qe call ---------------------------------------------------------------------------------
+
+cli_text = st.text(st.characters(blacklist_categories=["Cs"], blacklist_characters="\x00"), max_size=30)
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(app=cli_text | st.sampled_from(["hostile", "-x", "a.b", "A", "*", ">"]), cmd=cli_text, body=cli_text)
+def test_qe_call_answers_garbage_arguments_with_a_clear_error(qe_nexus: Nexus, app: str, cmd: str, body: str) -> None:
+    result = run_qe(qe_nexus, "call", app, cmd or "x", body, "--timeout", "2", timeout=30)
+    assert result.returncode in (1, 2), result
+    assert "Traceback" not in result.stderr
+    if result.stdout.strip():
+        assert_clear(json.loads(result.stdout))
+    else:
+        assert result.stderr.strip()  # the reason is said
