@@ -15,6 +15,7 @@ Subject layout (sender identity = the last three tokens ``<app>.<uid>.<res>``)::
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 
@@ -49,8 +50,15 @@ def _check(kind: str, value: object, pattern: re.Pattern[str], rule: str) -> str
     return value
 
 
+@functools.lru_cache(maxsize=1024)
+def _valid_app(value: str) -> bool:
+    return _TOKEN.fullmatch(value) is not None
+
+
 def check_app(value: object) -> str:
-    return _check("app", value, _TOKEN, _TOKEN_RULE)
+    if isinstance(value, str) and _valid_app(value):  # cached: apps are checked on every call
+        return value
+    raise InvalidName("app", value, _TOKEN_RULE)
 
 
 def check_uid(value: object) -> str:

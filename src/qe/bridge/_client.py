@@ -37,7 +37,6 @@ from .._errors import (
 )
 from .._keys import AppKey
 from .._names import Identity, parse_jid
-from .._tls import client_context
 from .._wire import decode_object, encode
 
 __all__ = ["ClientState", "NexusClient"]
@@ -117,6 +116,8 @@ class NexusClient:
                 closed_cb=self._on_closed,
                 ping_interval=10,
                 max_outstanding_pings=2,
+                # every subject we publish is built from names checked in qe._names
+                skip_subject_validation=True,
             )
         except Exception as exc:
             # nats-py may leave reconnect machinery running after a failed first connect
@@ -134,7 +135,11 @@ class NexusClient:
     def _tls_context(self) -> ssl.SSLContext | None:
         """Verify the server for ``tls://`` addresses (trusting ``tls_ca`` if given)."""
         wants_tls = any(urlparse(u).scheme in {"tls", "wss"} for u in self._servers)
-        return client_context(self._tls_ca) if wants_tls or self._tls_ca is not None else None
+        if not wants_tls and self._tls_ca is None:
+            return None
+        from .._tls import client_context  # only TLS users pay for its imports (worker RSS)
+
+        return client_context(self._tls_ca)
 
     async def _abandon(self) -> None:
         try:
@@ -246,7 +251,10 @@ class NexusClient:
             raise NexusUnavailable("not connected")
         self._counter += 1
         token = str(self._counter)
-        future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[dict[str, Any]] = loop.create_future()
+        # a timer on the future itself: cheaper than asyncio.wait_for on this hot path
+        timer = loop.call_later(timeout, _expire, future)
         self._pending[token] = _Pending(future, on_progress)
         try:
             try:
@@ -254,9 +262,13 @@ class NexusClient:
             except Exception as exc:
                 raise translate_publish_error(exc) from exc
             try:
-                return await asyncio.wait_for(future, timeout)
+                return await future
             except TimeoutError:
                 await self._give_up(subject, token)
+                if self.state is ClientState.RECONNECTING:
+                    raise NexusUnavailable(
+                        f"no answer from {target} within {timeout:g} s: the connection to the Nexus is down"
+                    ) from None
                 raise CallTimeout(target, timeout) from None
             except asyncio.CancelledError:
                 await self._give_up(subject, token)
@@ -264,6 +276,7 @@ class NexusClient:
             except NoWorkerOnline:
                 raise NoWorkerOnline(target) from None
         finally:
+            timer.cancel()
             self._pending.pop(token, None)
 
     async def _give_up(self, subject: str, token: str) -> None:
@@ -296,6 +309,11 @@ class NexusClient:
             await self.nc.publish(subject, data)
         except Exception as exc:
             raise translate_publish_error(exc) from exc
+
+
+def _expire(future: asyncio.Future[Any]) -> None:
+    if not future.done():
+        future.set_exception(TimeoutError())
 
 
 def translate_connect_error(exc: BaseException, servers: tuple[str, ...]) -> QEError:

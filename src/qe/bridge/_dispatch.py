@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
+import sys
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -27,6 +28,7 @@ log = logging.getLogger("qe.worker")
 
 Handler = Callable[[APISpecs], Awaitable[Any] | Any]
 PONG: dict[str, Any] = {"code": 0, "pong": True}
+_EAGER = sys.version_info >= (3, 12)
 
 
 class Roles:
@@ -96,7 +98,16 @@ class Dispatcher:
     def _spawn(self, msg: Msg, app: str, uid: str, resource: str) -> None:
         if not self.accepting:
             return  # unsubscribed already; a late message goes unanswered and the caller times out
-        task = asyncio.get_running_loop().create_task(self._serve(msg, app, uid, resource))
+        coro = self._serve(msg, app, uid, resource)
+        loop = asyncio.get_running_loop()
+        if _EAGER:
+            # 3.12+: run at once as a real task; only a call that has to wait gets scheduled
+            task: asyncio.Task[None] = asyncio.Task(coro, loop=loop, eager_start=True)  # type: ignore[call-arg]
+            if task.done():
+                self._report(task)
+                return
+        else:
+            task = loop.create_task(coro)
         self.tasks.add(task)
         self._idle.clear()
         task.add_done_callback(self._done)
@@ -105,6 +116,10 @@ class Dispatcher:
         self.tasks.discard(task)
         if not self.tasks:
             self._idle.set()
+        self._report(task)
+
+    @staticmethod
+    def _report(task: asyncio.Task[None]) -> None:
         if not task.cancelled() and task.exception() is not None:
             log.error("serving a call failed", exc_info=task.exception())
 
