@@ -16,6 +16,12 @@ from qe.testing import Nexus
 _names = itertools.count(1)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def private_data_home(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Nothing a test does may touch the real per-user data directory."""
+    os.environ["QE_HOME"] = str(tmp_path_factory.mktemp("qe-default-home"))
+
+
 @pytest.fixture
 def unique_app() -> Callable[[str], str]:
     """Each test gets its own app names, so tests never see each other's workers."""
@@ -46,6 +52,7 @@ async def make_app(qe_nexus: Nexus) -> AsyncIterator[Callable[..., Any]]:
 
     async def make(app: str, resource: str = "pytest", *, start: bool = True, **kwargs: Any) -> App:
         key = kwargs.pop("key", None) or qe_nexus.new_app(app).secret
+        kwargs.setdefault("autostart_nexus", False)  # never start a Nexus of our own in a test
         worker = App(resource=resource, key=key, nexus=qe_nexus.url, autostart=False, **kwargs)
         apps.append(worker)
         if start:
