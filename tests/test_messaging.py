@@ -48,9 +48,12 @@ async def test_a_direct_reaches_the_direct_handler_and_msgreceiver_with_the_send
     assert specs.itsbro and not specs.itsme
 
 
-async def test_a_direct_to_a_jid_reaches_only_that_block(make_app, unique_app):
+async def test_a_direct_to_a_jid_reaches_only_that_block(make_app, unique_app, qe_nexus: Nexus):
     app = unique_app("dmjid")
-    one, two = await make_app(app, "pyone"), await make_app(app, "pytwo")
+    key = qe_nexus.new_app(app).secret
+    # the receiver subscribes before the sender connects (see test_channel_flags_...)
+    two = await make_app(app, "pytwo", key=key)
+    one = await make_app(app, "pyone", key=key)
     seen: list[str] = []
     for worker in (one, two):
         worker.nexus.Direct()(lambda specs, w=worker: seen.append(w.resource))
@@ -76,17 +79,23 @@ async def test_direct_errors_are_reported_to_the_sender(make_app, unique_app, qe
         await stranger.direct(app=private_app, body={})
 
 
-async def test_channel_flags_itsme_itsbro_and_a_stranger(make_app, unique_app, qe_nexus: Nexus):
+async def test_channel_flags_itsme_itsbro_and_a_stranger(make_app, unique_app, qe_nexus: Nexus, caplog):
     channel = unique_app("flags")
-    me = await make_app(unique_app("chme"), "pyme")
-    bro = await make_app(unique_app("chbro"), "pybro")
-    stranger = await make_app(unique_app("chst"), "pyst", key=stranger_key(qe_nexus, unique_app("stapp")))
+    keys = [qe_nexus.new_app(unique_app("chme")).secret, qe_nexus.new_app(unique_app("chbro")).secret]
+    keys.append(stranger_key(qe_nexus, unique_app("stapp")))  # all registry changes before anyone connects
+    me = await make_app("", "pyme", key=keys[0])
     got: list[MessageSpecs] = []
     me.nexus.Channel(channel)(got.append)
     await me.subscribe(channel)
+    # Senders connect after the subscription is in place. With nats-server 2.15.1 a connection
+    # opened *before* another connection's new subscription can miss messages it publishes
+    # right after that subscription was confirmed (a few % of tries; raw nats-py shows it too,
+    # scripts/repro_nats_late_interest.py), so tests order connections to stay deterministic.
+    bro = await make_app("", "pybro", key=keys[1])
+    stranger = await make_app("", "pyst", key=keys[2])
     for sender in (me, bro, stranger):
         await sender.sendtochannel(channel, {"from": sender.resource})
-    await until(lambda: len(got) == 3)
+    await until(lambda: len(got) == 3, what=lambda: f"3 messages, got {[s.body for s in got]}; log: {caplog.text}")
     flags = {s.body["from"]: (s.itsme, s.itsbro, s.channel, s.role) for s in got}
     assert flags == {
         "pyme": (True, False, channel, "owner"),
@@ -201,3 +210,26 @@ async def test_connect_and_disconnect_events(make_app, unique_app):
     await until(lambda: events == ["connect"])
     await worker.stop()
     assert events == ["connect", "disconnect"]
+
+
+async def test_malformed_messages_get_clear_errors_and_the_worker_keeps_going(make_app, unique_app, qe_nexus: Nexus):
+    app = unique_app("junk")
+    channel = unique_app("junkch")
+    worker = await make_app(app, "pyjunk")
+    got: list[Any] = []
+    worker.xmpp.msgreceiver = lambda specs: got.append(specs.body)
+    await worker.subscribe(channel)
+    client = qe_nexus.client()
+    await client.connect(reconnect=False)
+    try:
+        me = client.identity.tokens
+        for junk in (b"", b"not json", b'"text"', b"42", b"[1, 2", b"\xff\xfe"):
+            reply = await client.request(f"nx.dm.{app}.{me}", junk, timeout=5, target=app)
+            assert reply["code"] == 400 and reply["error"].startswith("invalid body"), reply
+            await client.publish(f"nx.ch.{channel}.{me}", junk)
+        await client.publish(f"nx.ch.{channel}.{me}", b'{"ok": true}')
+        assert await client.request(f"nx.dm.{app}.{me}", b"[]", timeout=5, target=app) == {"code": 0}
+    finally:
+        await client.close()
+    await until(lambda: got in ([[], {"ok": True}], [{"ok": True}, []]))
+    assert (await worker.api(cmd="ping", jid=worker.jid))["code"] == 0

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import enum
-import inspect
 import logging
 import os
 import secrets
 import socket
+import sys
 import time
 from collections.abc import Callable, Coroutine
 from typing import Any
@@ -29,6 +29,7 @@ from .._wire import check_body, decode_object, encode, encode_checked
 from ._blocking import run_blocking, running_loop
 from ._client import NexusClient, ProgressCallback
 from ._dispatch import Dispatcher, Handler
+from ._events import EventsMixin
 from ._longcalls import LongCalls
 from ._messaging import MessageHandler, Messaging, MessagingMixin
 
@@ -41,7 +42,7 @@ REGISTER_TIMEOUT = 5.0
 STOP_DEADLINE = 10.0
 CONTROL_PLANE_WAIT_LOG_EVERY = 10.0
 READY_WAIT = 30.0  # how long a blocking find/api waits for the worker to come online
-EVENTS = ("__connect", "__disconnect")
+_EAGER = sys.version_info >= (3, 12)
 
 
 class AppState(enum.Enum):
@@ -112,7 +113,7 @@ class _Nexus:
         return register
 
 
-class App(MessagingMixin):
+class App(EventsMixin, MessagingMixin):
     """A python worker: joins the Nexus as ``uid@app/resource`` and serves API calls.
 
     Created at module level (the guide's way) it starts itself when the event loop runs.
@@ -286,8 +287,15 @@ class App(MessagingMixin):
     def _own(self, coro: Any, name: str) -> asyncio.Task[Any]:
         return self._own_on(asyncio.get_running_loop(), coro, name)
 
-    def _own_on(self, loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, Any], name: str) -> asyncio.Task[Any]:
-        task = loop.create_task(coro, name=f"qe:{name}")
+    def _own_on(
+        self, loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, Any], name: str, eager: bool = False
+    ) -> asyncio.Task[Any]:
+        if eager and _EAGER:  # 3.12+: run at once; a send that need not wait never yields to the loop
+            task: asyncio.Task[Any] = asyncio.Task(coro, loop=loop, name=f"qe:{name}", eager_start=True)  # type: ignore[call-arg]
+            if task.done():
+                return task
+        else:
+            task = loop.create_task(coro, name=f"qe:{name}")
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return task
@@ -302,31 +310,6 @@ class App(MessagingMixin):
             await asyncio.wait_for(self._ready_evt.wait(), timeout)
         except TimeoutError:
             raise NexusUnavailable(f"{self.jid} did not come online within {timeout:g} s") from None
-
-    # -- events ----------------------------------------------------------------------------
-
-    def on(self, event: str, callback: Callable[[], Any] | None = None) -> Any:
-        """``App.on("__connect", cb)`` / ``App.on("__disconnect", cb)``; also a decorator (``@App.on(...)``)."""
-        if event not in EVENTS:
-            raise ValueError(f"unknown event {event!r}; use one of {', '.join(EVENTS)}")
-
-        def register(cb: Callable[[], Any]) -> Callable[[], Any]:
-            self._events.setdefault(event, []).append(cb)
-            return cb
-
-        return register if callback is None else register(callback)
-
-    def _fire(self, event: str) -> list[asyncio.Task[Any]]:
-        return [self._own(self._run_event(event, cb), f"event {event}") for cb in self._events.get(event, [])]
-
-    @staticmethod
-    async def _run_event(event: str, cb: Callable[[], Any]) -> None:
-        try:
-            result = cb()
-            if inspect.isawaitable(result):
-                await result
-        except Exception:
-            log.exception("the %s callback %s failed", event, getattr(cb, "__qualname__", cb))
 
     async def _on_disconnected(self) -> None:
         if self._ready_evt.is_set():

@@ -53,7 +53,7 @@ def run_blocking(loop: asyncio.AbstractEventLoop | None, make: Callable[[], Coro
 
 def submit(
     loop: asyncio.AbstractEventLoop | None,
-    own: Callable[[asyncio.AbstractEventLoop, Coroutine[Any, Any, T], str], asyncio.Task[T]],
+    own: Callable[[asyncio.AbstractEventLoop, Coroutine[Any, Any, T], str, bool], asyncio.Task[T]],
     make: Callable[[], Coroutine[Any, Any, T]],
     what: str,
 ) -> Any:
@@ -64,15 +64,15 @@ def submit(
     whoever awaits the result), never dropped.
     """
     here = running_loop()
-    if here is not None:
-        return _report(own(here, make(), what), what)
+    if here is not None:  # eager where the Python allows it: sends keep their order and need no loop turn
+        return _report(own(here, make(), what, True), what)
     if loop is None or loop.is_closed():
         raise UsageError("the App has no event loop: create it at module level (the guide's way) or start it first")
     if loop.is_running():
         future = asyncio.run_coroutine_threadsafe(make(), loop)
         future.add_done_callback(lambda f: _log_failure(f.exception() if not f.cancelled() else None, what))
         return future
-    return _report(own(loop, make(), what), what)
+    return _report(own(loop, make(), what, False), what)
 
 
 def _report(task: asyncio.Task[T], what: str) -> asyncio.Task[T]:

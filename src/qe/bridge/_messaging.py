@@ -209,7 +209,9 @@ class MessagingMixin:
     _messaging: Messaging
     _loop: asyncio.AbstractEventLoop | None
 
-    def _own_on(self, loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, Any], name: str) -> asyncio.Task[Any]:
+    def _own_on(
+        self, loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, Any], name: str, eager: bool = False
+    ) -> asyncio.Task[Any]:
         raise NotImplementedError
 
     async def wait_ready(self, timeout: float | None = None) -> None:
