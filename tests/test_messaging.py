@@ -83,16 +83,14 @@ async def test_channel_flags_itsme_itsbro_and_a_stranger(make_app, unique_app, q
     channel = unique_app("flags")
     keys = [qe_nexus.new_app(unique_app("chme")).secret, qe_nexus.new_app(unique_app("chbro")).secret]
     keys.append(stranger_key(qe_nexus, unique_app("stapp")))  # all registry changes before anyone connects
+    # the senders are connected before the subscription exists: subscribe() must return only
+    # once the server has it (nats-py's single flush does not ensure that; NexusClient.sync does)
+    bro = await make_app("", "pybro", key=keys[1])
+    stranger = await make_app("", "pyst", key=keys[2])
     me = await make_app("", "pyme", key=keys[0])
     got: list[MessageSpecs] = []
     me.nexus.Channel(channel)(got.append)
     await me.subscribe(channel)
-    # Senders connect after the subscription is in place. With nats-server 2.15.1 a connection
-    # opened *before* another connection's new subscription can miss messages it publishes
-    # right after that subscription was confirmed (a few % of tries; raw nats-py shows it too,
-    # scripts/repro_nats_late_interest.py), so tests order connections to stay deterministic.
-    bro = await make_app("", "pybro", key=keys[1])
-    stranger = await make_app("", "pyst", key=keys[2])
     for sender in (me, bro, stranger):
         await sender.sendtochannel(channel, {"from": sender.resource})
     await until(lambda: len(got) == 3, what=lambda: f"3 messages, got {[s.body for s in got]}; log: {caplog.text}")
@@ -106,12 +104,12 @@ async def test_channel_flags_itsme_itsbro_and_a_stranger(make_app, unique_app, q
 
 async def test_channel_order_per_sender_3_subscribers_1000_messages(make_app, unique_app):
     channel = unique_app("order")
+    senders = [await make_app(unique_app("snd"), f"pysnd{i}") for i in range(2)]
     subscribers = [await make_app(unique_app("sub"), f"pysub{i}") for i in range(3)]
     received: dict[str, list[tuple[str, int]]] = defaultdict(list)
     for sub in subscribers:
         sub.nexus.Channel(channel)(lambda s, r=sub.resource: received[r].append((s.fromjid, s.body["n"])))
         await sub.subscribe(channel)
-    senders = [await make_app(unique_app("snd"), f"pysnd{i}") for i in range(2)]
 
     async def send(sender: App) -> None:
         for n in range(500):

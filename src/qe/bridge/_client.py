@@ -169,6 +169,17 @@ class NexusClient:
         if not self.nc.is_closed:
             await self.nc.close()
 
+    async def sync(self) -> None:
+        """Return once nats-server has processed everything sent so far (subscriptions included).
+
+        nats-py 2.16 writes a flush's PING straight to the socket, ahead of commands still in its
+        buffer, so a single ``flush()`` can return before the server has a SUB (messages published
+        right then by others are lost). By the time that first PONG is read, the buffer has been
+        written; the second PING therefore travels behind every earlier command.
+        """
+        await self.nc.flush()
+        await self.nc.flush()
+
     @property
     def max_payload(self) -> int:
         return self.nc.max_payload or 1024 * 1024

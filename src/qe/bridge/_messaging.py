@@ -69,7 +69,7 @@ class Messaging:
         self.started = True
         for name in list(self.channels):
             await self._subscribe(name)
-        await nc.flush()
+        await self.client.sync()
 
     async def stop(self) -> None:
         self.started = False
@@ -88,14 +88,16 @@ class Messaging:
         """Receive channel ``name`` (idempotent); returns once the Nexus knows the subscription."""
         check_channel(name)
         self.channels.setdefault(name, None)
-        if self.started and self.channels[name] is None:
+        if self.started:
             await self._subscribe(name)
-            await self.client.nc.flush()
 
     async def _subscribe(self, name: str) -> None:
-        async with self._lock:  # one subscription per channel, even when asked twice at once
+        # one subscription per channel; the lock is held until the server has it, so a second
+        # subscribe() of the same channel, running meanwhile, also returns only once it is in effect
+        async with self._lock:
             if self.channels.get(name) is None:
                 self.channels[name] = await self.client.nc.subscribe(f"nx.ch.{name}.>", cb=self._on_channel)
+                await self.client.sync()
 
     async def unsubscribe(self, name: str) -> None:
         check_channel(name)

@@ -106,7 +106,7 @@ def listen(channel: str, count: int, nexus: str | None) -> None:
 
         try:
             await client.nc.subscribe(f"nx.ch.{channel}.>", cb=on_message)
-            await client.nc.flush()
+            await client.sync()
             click.echo(f"listening on {channel} (Ctrl+C to stop)", err=True)
             await done.wait()
         finally:

@@ -71,7 +71,7 @@ class ControlPlane:
 
     async def start(self) -> None:
         await self.client.nc.subscribe("nx.sys.>", queue="nexusd", cb=self._on_sys)
-        await self.client.nc.flush()
+        await self.client.sync()
         self._registry_mtime = self._loaded_mtime = self._mtime()
         self._own(self._sweep(), "sweep")
         self._own(self._watch_registry(), "registry")
