@@ -16,12 +16,13 @@ from typing import Any
 
 from filelock import FileLock
 
+from .._process import pid_alive
 from ._blocks import Block, point_vscode, write_terminals
 from ._env import EnsureResult, Evox
 from ._errors import BlockError
 from ._logs import tail_lines
 from ._pip import Progress, stream_to
-from ._runstate import RunState, RunStatus, pid_alive, read_run_state, run_dir, stop_signal, write_run_state
+from ._runstate import RunState, RunStatus, read_run_state, run_dir, stop_signal, write_run_state
 
 __all__ = [
     "LOG_NAME",

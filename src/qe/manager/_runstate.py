@@ -11,15 +11,15 @@ import hashlib
 import json
 import os
 import signal
-import subprocess
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from .._config import data_home
+from .._process import pid_alive
 
-__all__ = ["RunState", "RunStatus", "pid_alive", "read_run_state", "run_dir", "stop_signal", "write_run_state"]
+__all__ = ["RunState", "RunStatus", "read_run_state", "run_dir", "stop_signal", "write_run_state"]
 
 
 class RunStatus(enum.StrEnum):
@@ -59,21 +59,6 @@ def run_dir(folder: Path) -> Path:
     """Where a block's run state and logs live: ``<data home>/manager/runs/<name>-<hash>``."""
     digest = hashlib.sha256(str(folder.resolve()).encode()).hexdigest()[:10]
     return data_home() / "manager" / "runs" / f"{folder.name}-{digest}"
-
-
-def pid_alive(pid: int) -> bool:
-    if pid <= 0:
-        return False
-    if os.name == "nt":
-        out = subprocess.run(["tasklist", "/FI", f"PID eq {pid}"], capture_output=True, text=True, check=False)
-        return str(pid) in out.stdout
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def stop_signal() -> int:

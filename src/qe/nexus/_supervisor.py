@@ -25,6 +25,7 @@ from typing import Any
 from filelock import FileLock, Timeout
 
 from .._errors import ConfigError, NexusUnavailable
+from .._process import pid_alive
 from ..bridge._client import NexusClient
 from ._control import CONTROL_IDENTITY, ControlPlane
 from ._registry import NexusPaths, Registry
@@ -58,21 +59,6 @@ class NexusState:
     def client_ca(self) -> Path | None:
         """The CA file a local client trusts to reach this Nexus over TLS (None: not needed)."""
         return self.settings.client_ca(NexusPaths(Path(self.home)))
-
-
-def pid_alive(pid: int) -> bool:
-    if pid <= 0:
-        return False
-    if os.name == "nt":
-        out = subprocess.run(["tasklist", "/FI", f"PID eq {pid}"], capture_output=True, text=True, check=False)
-        return str(pid) in out.stdout
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def read_state(paths: NexusPaths) -> NexusState | None:
