@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from dataclasses import dataclass, field
 from typing import Any
 
 from nats.aio.msg import Msg
@@ -24,6 +23,7 @@ from .._errors import BadRequest, DuplicateResource, QEError
 from .._names import Identity, check_any_resource, check_app, to_subject
 from .._wire import decode_object, encode
 from ..bridge._client import NexusClient
+from ._presence import Block, Presence
 from ._registry import SYSTEM_APP, SYSTEM_UID, Registry
 
 __all__ = ["EXPIRY", "ControlPlane"]
@@ -37,34 +37,11 @@ LIVENESS_TIMEOUT = 1.0
 CONTROL_IDENTITY = Identity(SYSTEM_APP, SYSTEM_UID, "nexusd")
 
 
-@dataclass
-class Block:
-    identity: Identity
-    instance: str
-    info: dict[str, Any]
-    last_seen: float = field(default_factory=time.monotonic)
-
-    def describe(self) -> dict[str, Any]:
-        info = self.info
-        return {
-            "jid": self.identity.jid,
-            "app": self.identity.app,
-            "uid": self.identity.uid,
-            "resource": self.identity.resource,
-            "host": info.get("host"),
-            "pid": info.get("pid"),
-            "public": info.get("public"),
-            "since": info.get("since"),
-            "inflight": info.get("inflight", 0),
-            "version": info.get("version"),
-        }
-
-
 class ControlPlane:
     def __init__(self, registry: Registry, client: NexusClient) -> None:
         self.registry = registry
         self.client = client
-        self.blocks: dict[Identity, Block] = {}
+        self.presence = Presence()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._registry_mtime = 0.0  # what events were last published for
         self._loaded_mtime = 0.0  # what self.registry holds
@@ -93,9 +70,13 @@ class ControlPlane:
         if len(parts) != 6:
             return
         sender = Identity(parts[3], parts[4], parts[5])
-        self._own(self._handle(parts[2], sender, msg), "request")
+        if parts[2] == "register":  # may wait for a ping of the holder: in its own task
+            self._own(self._handle(parts[2], sender, msg), "register")
+        else:  # heartbeats, goodbyes and finds never wait: answered here, in order
+            await self._handle(parts[2], sender, msg)
 
     async def _handle(self, verb: str, sender: Identity, msg: Msg) -> None:
+        reply: dict[str, Any] | bytes | None
         try:
             request = decode_object(msg.data, "request")
             reply = await self._answer(verb, sender, request)
@@ -105,9 +86,9 @@ class ControlPlane:
             log.exception("control plane request %r from %s failed", verb, sender.jid)
             reply = {"code": 500, "error": f"control plane error: {type(exc).__name__}"}
         if msg.reply and reply is not None:
-            await self.client.nc.publish(msg.reply, encode(reply))
+            await self.client.nc.publish(msg.reply, reply if isinstance(reply, bytes) else encode(reply))
 
-    async def _answer(self, verb: str, sender: Identity, request: dict[str, Any]) -> dict[str, Any] | None:
+    async def _answer(self, verb: str, sender: Identity, request: dict[str, Any]) -> dict[str, Any] | bytes | None:
         if verb in ("register", "hb"):
             check_any_resource(sender.resource)  # it is shown to others by find
         if verb == "register":
@@ -119,7 +100,7 @@ class ControlPlane:
             self._bye(sender, request)
             return None
         if verb == "find":
-            return self.find(check_app(request.get("app")))
+            return self.presence.find(check_app(request.get("app")))
         raise BadRequest(f"bad request: unknown control-plane verb {verb!r}")
 
     # -- presence --------------------------------------------------------------------------
@@ -133,7 +114,7 @@ class ControlPlane:
 
     async def _register(self, sender: Identity, request: dict[str, Any]) -> dict[str, Any]:
         instance = self._instance(request)
-        holder = self.blocks.get(sender)
+        holder = self.presence.get(sender)
         if holder is not None and holder.instance != instance and await self._alive(holder):
             where = f"pid {holder.info.get('pid')} on {holder.info.get('host')}"
             raise DuplicateResource(
@@ -141,7 +122,7 @@ class ControlPlane:
                 "each python worker needs a unique resource: stop that one or choose another "
                 "(e.g. 'python run.py resource=pyworker2')"
             )
-        self.blocks[sender] = Block(sender, instance, _clean_info(request))
+        self.presence.put(Block(sender, instance, _clean_info(request)))
         log.info("%s is online", sender.jid)
         if self._mtime() != self._loaded_mtime:
             # an app created a moment ago: answer with its owner, not with the stale registry
@@ -164,37 +145,25 @@ class ControlPlane:
 
     def _heartbeat(self, sender: Identity, request: dict[str, Any]) -> None:
         instance = self._instance(request)
-        block = self.blocks.get(sender)
+        block = self.presence.get(sender)
         if block is None:
             # after a control-plane restart: the heartbeat carries everything register did
-            self.blocks[sender] = Block(sender, instance, _clean_info(request))
+            self.presence.put(Block(sender, instance, _clean_info(request)))
         elif block.instance == instance:
-            block.info = _clean_info(request)
-            block.last_seen = time.monotonic()
+            self.presence.refresh(block, _clean_info(request))
 
     def _bye(self, sender: Identity, request: dict[str, Any]) -> None:
-        block = self.blocks.get(sender)
+        block = self.presence.get(sender)
         if block is not None and block.instance == self._instance(request):
-            del self.blocks[sender]
+            self.presence.remove(sender)
             log.info("%s went offline", sender.jid)
 
     async def _sweep(self) -> None:
         while True:
             await asyncio.sleep(SWEEP_EVERY)
-            now = time.monotonic()
-            for ident, block in list(self.blocks.items()):
-                if now - block.last_seen > EXPIRY:
-                    del self.blocks[ident]
-                    log.info("%s stopped answering; removed", ident.jid)
-
-    def find(self, app: str) -> dict[str, Any]:
-        blocks = sorted((b for b in self.blocks.values() if b.identity.app == app), key=lambda b: b.identity.jid)
-        return {
-            "code": 0,
-            "app": app,
-            "jids": [b.identity.jid for b in blocks],
-            "blocks": [b.describe() for b in blocks],
-        }
+            for ident in self.presence.expired(time.monotonic() - EXPIRY):
+                self.presence.remove(ident)
+                log.info("%s stopped answering; removed", ident.jid)
 
     # -- registry changes ------------------------------------------------------------------
 
