@@ -9,6 +9,7 @@ thread so it cannot block the loop.
 from __future__ import annotations
 
 import asyncio
+import functools
 import inspect
 import logging
 import sys
@@ -74,8 +75,7 @@ class Dispatcher:
         self.calls: dict[str, asyncio.Task[Any]] = {}  # reply inbox -> the task serving that call
         self.jid = ""  # this block's jid, named in progress messages
         self.accepting = True
-        self._idle = asyncio.Event()
-        self._idle.set()
+        self._idle: asyncio.Future[None] | None = None  # set while stop() waits for in-flight calls
 
     @property
     def inflight(self) -> int:
@@ -103,54 +103,57 @@ class Dispatcher:
         if _EAGER:
             # 3.12+: run at once as a real task; only a call that has to wait gets scheduled
             task: asyncio.Task[None] = asyncio.Task(coro, loop=loop, eager_start=True)  # type: ignore[call-arg]
-            if task.done():
-                self._report(task)
-                return
         else:
             task = loop.create_task(coro)
-        self.tasks.add(task)
-        self._idle.clear()
-        task.add_done_callback(self._done)
-
-    def _done(self, task: asyncio.Task[None]) -> None:
-        self.tasks.discard(task)
-        if not self.tasks:
-            self._idle.set()
-        self._report(task)
-
-    @staticmethod
-    def _report(task: asyncio.Task[None]) -> None:
-        if not task.cancelled() and task.exception() is not None:
-            log.error("serving a call failed", exc_info=task.exception())
+        if not task.done():
+            self.tasks.add(task)  # _serve removes it when it ends (no done-callback per call)
 
     async def wait_idle(self, timeout: float) -> bool:
+        """Wait until no call is in flight (at most ``timeout`` s)."""
+        if not self.tasks:
+            return True
+        self._idle = asyncio.get_running_loop().create_future()
         try:
-            await asyncio.wait_for(self._idle.wait(), timeout)
+            await asyncio.wait_for(self._idle, timeout)
         except TimeoutError:
             return False
+        finally:
+            self._idle = None
         return True
 
     # -- one call --------------------------------------------------------------------------
 
     async def _serve(self, msg: Msg, app: str, uid: str, resource: str) -> None:
+        task = asyncio.current_task()
         reply_to = msg.reply
-        progress = None
-        if reply_to:
-            task = asyncio.current_task()
-            if task is not None:
-                self.calls[reply_to] = task  # so the caller can cancel it (see _longcalls)
-
-            async def progress(value: Any) -> None:
-                await self._publish(reply_to, encode({"progress": value, "jid": self.jid}))
-
         try:
-            async with self._sem:
-                reply = await self.answer(msg.data, app, uid, resource, progress)
-        finally:
+            if reply_to and task is not None:
+                self.calls[reply_to] = task  # so the caller can cancel it (see _longcalls)
+            try:
+                async with self._sem:
+                    reply = await self.answer(msg.data, app, uid, resource, self._progress_to(reply_to))
+            finally:
+                if reply_to:
+                    self.calls.pop(reply_to, None)
             if reply_to:
-                self.calls.pop(reply_to, None)
+                await self._publish(reply_to, self._encode_reply(reply))
+        except Exception:
+            log.exception("serving a call failed")
+        finally:
+            self.tasks.discard(task)
+            if not self.tasks and self._idle is not None and not self._idle.done():
+                self._idle.set_result(None)
+
+    def _progress_to(self, reply_to: str | None) -> Callable[[Any], Awaitable[None]] | None:
         if not reply_to:
-            return
+            return None
+
+        async def progress(value: Any) -> None:
+            await self._publish(reply_to, encode({"progress": value, "jid": self.jid}))
+
+        return progress
+
+    def _encode_reply(self, reply: dict[str, Any]) -> bytes:
         try:
             data = encode(reply)
         except (TypeError, orjson.JSONEncodeError) as exc:
@@ -158,7 +161,7 @@ class Dispatcher:
         limit = self._max_payload()
         if len(data) > limit:
             data = encode(PayloadTooLarge(len(data), limit).to_wire())
-        await self._publish(reply_to, data)
+        return data
 
     async def answer(
         self,
@@ -201,9 +204,21 @@ class Dispatcher:
         return result
 
 
+@functools.lru_cache(maxsize=256)
+def _is_async_cached(handler: Callable[..., Any]) -> bool:
+    return inspect.iscoroutinefunction(handler)
+
+
+def _is_async(handler: Callable[..., Any]) -> bool:
+    try:
+        return _is_async_cached(handler)  # asked on every call: cached per handler
+    except TypeError:  # an unhashable callable object
+        return inspect.iscoroutinefunction(handler)
+
+
 async def run_handler(handler: Callable[..., Any], *args: Any) -> Any:
     """Run an async handler in this task, a sync one in a thread."""
-    if inspect.iscoroutinefunction(handler):
+    if _is_async(handler):
         return await handler(*args)
     result = await asyncio.to_thread(handler, *args)
     if inspect.isawaitable(result):
