@@ -156,7 +156,7 @@ class App(EventsMixin, MessagingMixin):
             publish=self.client.publish,
             max_payload=lambda: self.client.max_payload,
         )
-        self._dispatcher.jid = self.identity.jid
+        self._dispatcher.me = self.identity.tokens
         self._messaging = Messaging(self.client, self._dispatcher.roles, lambda: self.settings.public)
         self._longcalls = LongCalls(self._dispatcher, self.client)
         self.xmpp = _Xmpp(self._dispatcher, self._messaging)

@@ -1,12 +1,12 @@
 """The connection to the Nexus: one nats-py client, its reply mux, and the one place where
 nats-py errors become ours.
 
-Calls use a single wildcard subscription ``_INBOX.<app>.<uid>.<nuid>.*`` (the credential may
-only read its own inboxes). Each call has a token; a reply with the status header 503 means
-no subscriber took the request (``no worker online``). A reply carrying ``"progress"`` does
-not end the call: it is handed to the call's ``on_progress`` and the call keeps waiting. Progress
-and ``{"accepted": <jid>}`` messages name the block running the call; a caller that gives up
-(timeout or cancellation) sends that block a cancel (``qe.bridge._longcalls``).
+Calls use a single wildcard subscription ``_INBOX.<app>.<uid>.<random>.*`` (the credential may
+only read its own inboxes). Each call has a random token; a reply with the status header 503
+means no subscriber took the request (``no worker online``). Progress reports arrive on
+``nx.to.<me>.prog.<worker>`` (the subject names the worker, enforced by the server): they are
+handed to the call's ``on_progress`` and name the block running the call, which a caller that
+gives up (timeout or cancellation) sends a cancel (``qe.bridge._longcalls``).
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import enum
 import logging
+import os
 import secrets
 import ssl
 from collections.abc import Awaitable, Callable
@@ -88,7 +89,6 @@ class NexusClient:
         self._pending: dict[str, _Pending] = {}
         self._mux_prefix = f"{identity.inbox_prefix}.{secrets.token_hex(8)}."
         self._mux_sub: Subscription | None = None
-        self._counter = 0
         self._refused: Exception | None = None  # the server's "Authorization Violation", if any
         self.on_connect: list[Callable[[], Awaitable[None]]] = []
         self.on_disconnect: list[Callable[[], Awaitable[None]]] = []
@@ -129,6 +129,7 @@ class NexusClient:
             self.nc.options["max_reconnect_attempts"] = -1
         self.state = ClientState.CONNECTED
         self._mux_sub = await self.nc.subscribe(self._mux_prefix + "*", cb=self._on_reply)
+        await self.nc.subscribe(f"nx.to.{self.identity.tokens}.prog.>", cb=self._on_progress)
         for cb in self.on_connect:
             await cb()
 
@@ -228,23 +229,37 @@ class NexusClient:
             pending.future.set_exception(NoWorkerOnline(""))
             return
         try:
-            reply = decode_object(msg.data, "reply")
+            pending.future.set_result(decode_object(msg.data, "reply"))
         except QEError as exc:
             pending.future.set_exception(exc)
+
+    async def _on_progress(self, msg: Msg) -> None:
+        """``nx.to.<me>.prog.<worker>``: a worker reports on a call of ours (or that it took it)."""
+        parts = msg.subject.split(".")
+        if len(parts) != 9:
             return
-        if "code" not in reply and ("progress" in reply or "accepted" in reply):
-            worker = reply.get("jid") or reply.get("accepted")
-            if isinstance(worker, str):
-                pending.worker = worker
-            if "progress" in reply and pending.on_progress is not None:
-                try:
-                    result = pending.on_progress(reply["progress"])
-                    if result is not None:
-                        await result
-                except Exception:
-                    log.exception("on_progress callback failed")
+        try:
+            report = decode_object(msg.data, "progress")
+        except QEError:
             return
-        pending.future.set_result(reply)
+        reply = report.get("reply")
+        if not isinstance(reply, str) or not reply.startswith(self._mux_prefix):
+            return
+        pending = self._pending.get(reply[len(self._mux_prefix) :])
+        if pending is None or pending.future.done():
+            return
+        worker = Identity(parts[6], parts[7], parts[8]).jid
+        if pending.worker is None:
+            pending.worker = worker
+        elif pending.worker != worker:
+            return  # only the block that took the call reports on it
+        if "progress" in report and pending.on_progress is not None:
+            try:
+                result = pending.on_progress(report["progress"])
+                if result is not None:
+                    await result
+            except Exception:
+                log.exception("on_progress callback failed")
 
     async def request(
         self,
@@ -260,8 +275,8 @@ class NexusClient:
             raise PayloadTooLarge(len(data), self.max_payload)
         if self.state is ClientState.CLOSED or self.state is ClientState.NEW:
             raise NexusUnavailable("not connected")
-        self._counter += 1
-        token = str(self._counter)
+        # unguessable: a worker sees one reply inbox, it must not be able to name our others
+        token = os.urandom(6).hex()
         loop = asyncio.get_running_loop()
         future: asyncio.Future[dict[str, Any]] = loop.create_future()
         # a timer on the future itself: cheaper than asyncio.wait_for on this hot path

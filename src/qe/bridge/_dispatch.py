@@ -72,8 +72,9 @@ class Dispatcher:
         self._max_payload = max_payload
         self._sem = asyncio.Semaphore(concurrency)
         self.tasks: set[asyncio.Task[None]] = set()
-        self.calls: dict[str, asyncio.Task[Any]] = {}  # reply inbox -> the task serving that call
-        self.jid = ""  # this block's jid, named in progress messages
+        # reply inbox -> (the task serving that call, the caller's "<app>.<uid>.<res>")
+        self.calls: dict[str, tuple[asyncio.Task[Any], str]] = {}
+        self.me = ""  # this block's "<app>.<uid>.<res>": the sender of its progress messages
         self.accepting = True
         self._idle: asyncio.Future[None] | None = None  # set while stop() waits for in-flight calls
 
@@ -127,11 +128,12 @@ class Dispatcher:
         task = asyncio.current_task()
         reply_to = msg.reply
         try:
+            caller = f"{app}.{uid}.{resource}"
             if reply_to and task is not None:
-                self.calls[reply_to] = task  # so the caller can cancel it (see _longcalls)
+                self.calls[reply_to] = (task, caller)  # so the caller can cancel it (see _longcalls)
             try:
                 async with self._sem:
-                    reply = await self.answer(msg.data, app, uid, resource, self._progress_to(reply_to))
+                    reply = await self.answer(msg.data, app, uid, resource, self._progress_to(reply_to, caller))
             finally:
                 if reply_to:
                     self.calls.pop(reply_to, None)
@@ -144,12 +146,12 @@ class Dispatcher:
             if not self.tasks and self._idle is not None and not self._idle.done():
                 self._idle.set_result(None)
 
-    def _progress_to(self, reply_to: str | None) -> Callable[[Any], Awaitable[None]] | None:
+    def _progress_to(self, reply_to: str | None, caller: str) -> Callable[[Any], Awaitable[None]] | None:
         if not reply_to:
             return None
 
         async def progress(value: Any) -> None:
-            await self._publish(reply_to, encode({"progress": value, "jid": self.jid}))
+            await self._publish(progress_subject(caller, self.me), encode({"reply": reply_to, "progress": value}))
 
         return progress
 
@@ -214,6 +216,12 @@ def _is_async(handler: Callable[..., Any]) -> bool:
         return _is_async_cached(handler)  # asked on every call: cached per handler
     except TypeError:  # an unhashable callable object
         return inspect.iscoroutinefunction(handler)
+
+
+def progress_subject(caller: str, me: str) -> str:
+    """Where a worker tells a caller about a running call: the caller's blocks may read it,
+    and the worker's identity in it is enforced by the server."""
+    return f"nx.to.{caller}.prog.{me}"
 
 
 async def run_handler(handler: Callable[..., Any], *args: Any) -> Any:

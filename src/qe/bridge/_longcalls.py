@@ -1,9 +1,10 @@
 """Long calls on the worker side: tell callers who took their call, and cancel on request.
 
-A caller that gives up (timeout, Ctrl+C) must reach the one block running its call. The block
-names itself in every progress message (``{"progress": v, "jid": ...}``) and, for a call still
-running after one sweep (``ACCEPT_EVERY``), in an ``{"accepted": <jid>}`` message on the reply
-inbox; calls that end sooner cost nothing extra. The caller then publishes::
+A caller that gives up (timeout, Ctrl+C) must reach the one block running its call. Progress
+messages travel on ``nx.to.<caller>.prog.<this block>`` (``{"reply": <inbox>, "progress": v}``),
+so the subject names the block running the call, and the server guarantees that name; a call
+still running after one sweep (``ACCEPT_EVERY``) gets an ``{"reply": <inbox>, "accepted": true}``
+there too; calls that end sooner cost nothing extra. The caller then publishes::
 
     nx.to.<app>.<uid>.<res>.cancel.<caller app>.<caller uid>.<caller res>   {"reply": <its reply inbox>}
 
@@ -23,7 +24,7 @@ from nats.aio.msg import Msg
 from .._errors import QEError
 from .._wire import encode
 from ._client import NexusClient
-from ._dispatch import Dispatcher
+from ._dispatch import Dispatcher, progress_subject
 
 __all__ = ["ACCEPT_EVERY", "LongCalls"]
 
@@ -46,7 +47,7 @@ class LongCalls:
 
     async def sweep(self) -> None:
         """Forever: name this block to callers whose call runs longer than one sweep."""
-        accepted = encode({"accepted": self.client.identity.jid})
+        me = self.client.identity.tokens
         while True:
             await asyncio.sleep(ACCEPT_EVERY)
             running = set(self.dispatcher.calls)
@@ -55,8 +56,11 @@ class LongCalls:
             self._accepted &= running
             for reply in (running & self._seen) - self._accepted:
                 self._accepted.add(reply)
+                call = self.dispatcher.calls.get(reply)
+                if call is None:
+                    continue
                 try:
-                    await self.client.publish(reply, accepted)
+                    await self.client.publish(progress_subject(call[1], me), encode({"reply": reply, "accepted": True}))
                 except QEError as exc:
                     log.debug("could not tell a caller who runs its call: %s", exc)
             self._seen = running
@@ -75,7 +79,8 @@ class LongCalls:
         if len(inbox) < 3 or inbox[1] != parts[6] or inbox[2] != parts[7]:
             log.warning("ignored a cancel from %s@%s for a call it did not make", parts[7], parts[6])
             return
-        task = self.dispatcher.calls.get(reply)
+        call = self.dispatcher.calls.get(reply)
+        task = call[0] if call is not None else None
         if task is not None and not task.done():
             log.info("the caller %s@%s/%s gave up; cancelling its call", parts[7], parts[6], parts[8])
             task.cancel()

@@ -131,7 +131,9 @@ def permissions_for(app: str, uid: str, role: str) -> dict[str, Any]:
     return {
         "publish": {"allow": [f"nx.*.*.{app}.{uid}.*", f"nx.to.*.*.*.*.{app}.{uid}.*"]},
         "subscribe": {"allow": subscribe},
-        "allow_responses": {"max": 100000, "expires": "1h"},
+        # one reply per request received; the server forgets the inbox once it is answered
+        # (progress travels on nx.to.<caller>.prog.<worker>, so no multi-reply grant lingers)
+        "allow_responses": True,
     }
 
 
