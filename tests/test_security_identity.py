@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import orjson
+from nats.aio.msg import Msg
 
 from qe.bridge import APISpecs
 from qe.bridge._app import request_api
@@ -131,3 +134,34 @@ async def test_a_user_key_of_an_app_cannot_take_that_apps_requests(qe_nexus: Nex
         assert raw.violations(f"nx.to.{app}.{eve}") == []
     finally:
         await raw.close()
+
+
+async def test_a_worker_may_answer_a_request_once_and_only_the_inbox_it_was_given(qe_nexus: Nexus, unique_app) -> None:
+    """One reply per request: the server forgets an answered inbox (nothing piles up in it under
+    load), and a worker cannot reach the caller's other inboxes."""
+    app = unique_app("once")
+    worker = await Raw(qe_nexus.new_app(app)).connect(qe_nexus.url)
+    caller = qe_nexus.client()
+    await caller.connect(reconnect=False)
+    try:
+        requests: list[Msg] = []
+
+        async def on_request(msg: Msg) -> None:
+            requests.append(msg)
+
+        await worker.conn.subscribe(f"nx.api.{app}.>", queue=app, cb=on_request)
+        await worker.conn.flush()
+        await worker.conn.flush()
+        call = asyncio.create_task(request_api(caller, app, "ping", {}, None, 5, None))
+        await eventually(lambda: requests, what="the request")
+        inbox = requests[0].reply
+        await worker.conn.publish(inbox, b'{"code": 0, "first": true}')
+        assert await call == {"code": 0, "first": True}
+        await worker.conn.publish(inbox, b'{"code": 0, "second": true}')
+        await worker.expect_violation(inbox)
+        sibling = inbox.rsplit(".", 1)[0] + ".0123456789ab"
+        await worker.conn.publish(sibling, b'{"code": 0}')
+        await worker.expect_violation(sibling)
+    finally:
+        await caller.close()
+        await worker.close()
