@@ -300,6 +300,9 @@ class App(EventsMixin, MessagingMixin):
         task.add_done_callback(self._tasks.discard)
         return task
 
+    def _online(self) -> bool:
+        return self.state is AppState.READY
+
     async def wait_ready(self, timeout: float | None = None) -> None:
         """Wait until the worker is online (``timeout`` seconds at most: then ``NexusUnavailable``)."""
         if self.state is AppState.READY:

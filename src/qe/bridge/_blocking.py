@@ -18,12 +18,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Coroutine
+import types
+from collections.abc import Callable, Coroutine, Generator
 from typing import Any, TypeVar
 
 from .._errors import QEError, UsageError
 
-__all__ = ["run_blocking", "running_loop", "submit"]
+__all__ = ["run_blocking", "run_now", "running_loop", "submit"]
 
 log = logging.getLogger("qe.worker")
 
@@ -73,6 +74,58 @@ def submit(
         future.add_done_callback(lambda f: _log_failure(f.exception() if not f.cancelled() else None, what))
         return future
     return _report(own(loop, make(), what, False), what)
+
+
+@types.coroutine
+def _resume(coro: Coroutine[Any, Any, T], yielded: Any) -> Generator[Any, Any, T]:
+    """Drive ``coro`` on from a suspension point, exactly as ``yield from`` would."""
+    while True:
+        try:
+            sent = yield yielded
+        except GeneratorExit:
+            coro.close()
+            raise
+        except BaseException as exc:  # cancellation and the like go into the coroutine
+            try:
+                yielded = coro.throw(exc)
+            except StopIteration as stop:
+                return stop.value  # type: ignore[no-any-return]
+        else:
+            try:
+                yielded = coro.send(sent)
+            except StopIteration as stop:
+                return stop.value  # type: ignore[no-any-return]
+
+
+async def _finish(coro: Coroutine[Any, Any, T], yielded: Any) -> T:
+    return await _resume(coro, yielded)
+
+
+def run_now(
+    loop: asyncio.AbstractEventLoop,
+    coro: Coroutine[Any, Any, None],
+    own: Callable[[asyncio.AbstractEventLoop, Coroutine[Any, Any, None], str, bool], asyncio.Task[None]],
+    done: asyncio.Future[None],
+    what: str,
+) -> asyncio.Future[None]:
+    """Run a send (our code and nats-py's publish, which never look at the current task) at once.
+
+    Usually it finishes without waiting (the message is in the client's buffer): no task, no
+    loop turn, and ``done`` (an already finished future) is returned. If it has to wait (the
+    buffer is full), an owned task carries on from there. Failures are logged and raised to
+    whoever awaits the result.
+    """
+    try:
+        yielded = coro.send(None)
+    except StopIteration:
+        return done
+    except Exception as exc:
+        _log_failure(exc, what)
+        failed: asyncio.Future[None] = loop.create_future()
+        failed.set_exception(exc)
+        failed.exception()  # logged above; awaiting it still raises
+        return failed
+    return _report(own(loop, _finish(coro, yielded), what, False), what)
 
 
 def _report(task: asyncio.Task[T], what: str) -> asyncio.Task[T]:

@@ -27,7 +27,7 @@ from nats.aio.subscription import Subscription
 from .._errors import Forbidden, InvalidBody, QEError, error_from_wire
 from .._names import Identity, check_app, check_channel, parse_jid, to_subject
 from .._wire import check_body, encode, encode_checked
-from ._blocking import submit
+from ._blocking import run_now, running_loop, submit
 from ._client import NexusClient
 from ._dispatch import Roles, run_handler
 from ._specs import MessageSpecs
@@ -219,6 +219,18 @@ class MessagingMixin:
     async def wait_ready(self, timeout: float | None = None) -> None:
         raise NotImplementedError
 
+    def _online(self) -> bool:
+        raise NotImplementedError
+
+    def _sent(self, loop: asyncio.AbstractEventLoop) -> asyncio.Future[None]:
+        """An already finished future: what a send that went out at once returns."""
+        done: asyncio.Future[None] | None = getattr(self, "_sent_future", None)
+        if done is None or done.get_loop() is not loop:
+            done = loop.create_future()
+            done.set_result(None)
+            self._sent_future = done
+        return done
+
     def direct(
         self, app: str | None = None, body: Any = None, jid: str | None = None, timeout: float = DIRECT_TIMEOUT
     ) -> Any:
@@ -258,6 +270,11 @@ class MessagingMixin:
         """Broadcast ``body`` (a JSON object or list) to every subscriber of ``channel``."""
         check_channel(channel)
         data = encode_body(body, self.client.max_payload)
+        loop = self._loop
+        if self._online() and loop is not None and running_loop() is loop:
+            # the common case, a worker sending from its own loop: straight into the send buffer
+            subject = f"nx.ch.{channel}.{self._messaging.me.tokens}"
+            return run_now(loop, self.client.publish(subject, data), self._own_on, self._sent(loop), "send")
 
         async def send() -> None:
             await self.wait_ready()
