@@ -107,6 +107,15 @@ def test_a_deeply_nested_or_huge_body_is_refused_clearly(loop: asyncio.AbstractE
     assert loop.run_until_complete(dispatcher.answer(huge, "a", "u", "pyx"))["code"] == 0
 
 
+def test_depth_is_limited_for_requests_and_up_to_orjson_for_replies() -> None:
+    with pytest.raises(QEError, match="nested deeper than 64 levels"):
+        decode_object(nested(100), "request")
+    # a reply (a find answer has a brace per block) is not walked, up to orjson's own limit
+    assert decode_object(nested(100), "reply", limit_depth=False)["cmd"] == "echo"
+    with pytest.raises(QEError, match="reply is not valid JSON"):
+        decode_object(nested(2000), "reply", limit_depth=False)
+
+
 # -- the control plane -------------------------------------------------------------------------
 
 verbs = st.sampled_from(["register", "find", "hb", "bye", "nope", "REGISTER", "find-x"])

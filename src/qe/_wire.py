@@ -40,8 +40,13 @@ def check_body(body: object) -> object:
     return body
 
 
-def decode_object(data: bytes, what: str = "message") -> dict[str, Any]:
-    """Parse bytes that must hold a JSON object; any other input is a clear InvalidBody."""
+def decode_object(data: bytes, what: str = "message", *, limit_depth: bool = True) -> dict[str, Any]:
+    """Parse bytes that must hold a JSON object; any other input is a clear InvalidBody.
+
+    ``limit_depth``: refuse nesting deeper than ``MAX_DEPTH`` (what handlers and the control
+    plane are given). Replies skip it: a big find answer has a brace per block, and walking it
+    would cost three times the decode; orjson stops at 1024 levels anyway.
+    """
     try:
         value = orjson.loads(data)
     except orjson.JSONDecodeError as exc:
@@ -49,7 +54,7 @@ def decode_object(data: bytes, what: str = "message") -> dict[str, Any]:
     if not isinstance(value, dict):
         raise InvalidBody(f"{what} must be a JSON object, not {type(value).__name__}")
     # only input with many brackets can be too deep: the common case costs two byte counts
-    if data.count(b"[") + data.count(b"{") > MAX_DEPTH and _depth(value) > MAX_DEPTH:
+    if limit_depth and data.count(b"[") + data.count(b"{") > MAX_DEPTH and _depth(value) > MAX_DEPTH:
         raise InvalidBody(f"{what} is nested deeper than {MAX_DEPTH} levels")
     return value
 

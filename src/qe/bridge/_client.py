@@ -229,7 +229,7 @@ class NexusClient:
             pending.future.set_exception(NoWorkerOnline(""))
             return
         try:
-            pending.future.set_result(decode_object(msg.data, "reply"))
+            pending.future.set_result(decode_object(msg.data, "reply", limit_depth=False))
         except QEError as exc:
             pending.future.set_exception(exc)
 

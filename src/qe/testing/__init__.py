@@ -1,4 +1,4 @@
-"""Test kit for QE workers, installed as a pytest plugin (``-p qe.testing`` is automatic).
+"""Test kit for QE workers, installed as a pytest plugin (``qe.testing._plugin``, loaded automatically).
 
 Fixtures:
 
@@ -14,7 +14,17 @@ Fixtures:
         ...
 """
 
+from typing import Any
+
 from ._nexus import Nexus, WorkerProcess, free_port, wait_until
-from ._plugin import qe_nexus, qe_worker
 
 __all__ = ["Nexus", "WorkerProcess", "free_port", "qe_nexus", "qe_worker", "wait_until"]
+
+
+def __getattr__(name: str) -> Any:
+    # the fixtures need pytest; Nexus and WorkerProcess (used by bench/) do not
+    if name in ("qe_nexus", "qe_worker"):
+        from . import _plugin
+
+        return getattr(_plugin, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
