@@ -26,7 +26,7 @@ from .._errors import (
 )
 from .._names import Identity, api_subject, check_app, parse_jid, sys_subject, to_subject
 from .._wire import check_body, decode_object, encode, encode_checked
-from ._blocking import run_blocking, running_loop
+from ._blocking import InLoop, run_blocking, running_loop
 from ._client import NexusClient, ProgressCallback
 from ._dispatch import Dispatcher, Handler
 from ._events import EventsMixin
@@ -171,6 +171,7 @@ class App(EventsMixin, MessagingMixin):
         self._subs: list[Any] = []
         self._stopped: asyncio.Event | None = None
         self.start_task: asyncio.Task[None] | None = None
+        self._served = False  # came online at least once (a refused start never did)
         self.client.on_reconnect.append(self._on_reconnected)
         self.client.on_disconnect.append(self._on_disconnected)
         if autostart:
@@ -216,8 +217,12 @@ class App(EventsMixin, MessagingMixin):
         me = self.identity
         self._subs = [
             await self.client.nc.subscribe(f"nx.api.{me.app}.>", queue=me.app, cb=self._dispatcher.on_api),
-            await self.client.nc.subscribe(f"nx.to.{me.tokens}.api.>", cb=self._dispatcher.on_to_me),
+            # a queue group even for my own name: if two instances ever held it, a call still runs once
+            await self.client.nc.subscribe(f"nx.to.{me.tokens}.api.>", queue=me.tokens, cb=self._dispatcher.on_to_me),
+            # "are you there?" from the control plane: answered here, never queued behind busy handlers
+            await self.client.nc.subscribe(f"nx.to.{me.tokens}.live.>", cb=self._on_live),
             await self.client.nc.subscribe(self._longcalls.cancel_subject, cb=self._longcalls.on_cancel),
+            await self.client.nc.subscribe(self._longcalls.app_cancel_subject, cb=self._longcalls.on_cancel),
             # owner/partner changes from the control plane (roles of later callers)
             await self.client.nc.subscribe(f"nx.evt.{me.app}.app", cb=self._on_app_event),
         ]
@@ -227,6 +232,7 @@ class App(EventsMixin, MessagingMixin):
         self._own(self._heartbeat(), "heartbeat")
         self._own(self._longcalls.sweep(), "long calls")
         self.state = AppState.READY
+        self._served = True
         self._ready_evt.set()
         self._fire("__connect")
         log.info("%s is online (app %s, %s)", self.jid, me.app, "public" if self.settings.public else "private")
@@ -270,7 +276,8 @@ class App(EventsMixin, MessagingMixin):
         self.state = AppState.STOPPED
         if self._stopped is not None:
             self._stopped.set()
-        log.info("%s stopped", self.jid)
+        if self._served:
+            log.info("%s stopped", self.jid)
 
     async def ready(self) -> None:
         """Wait until the worker serves (starting it if nobody has)."""
@@ -391,6 +398,13 @@ class App(EventsMixin, MessagingMixin):
             raise error_from_wire(reply)
         self._dispatcher.roles.update(reply)
 
+    async def _on_live(self, msg: Any) -> None:
+        if msg.reply:
+            try:
+                await self.client.publish(msg.reply, encode({"code": 0, "instance": self.instance}))
+            except QEError as exc:
+                log.debug("could not answer a liveness check: %s", exc)
+
     async def _on_app_event(self, msg: Any) -> None:
         """``nx.evt.<app>.app``: only the control plane may publish it (no other key may)."""
         try:
@@ -454,7 +468,7 @@ class App(EventsMixin, MessagingMixin):
         progress reports; giving up (timeout, cancellation) cancels the handler.
         """
         if running_loop() is not None:
-            return self._api(app, cmd, body, jid, timeout, on_progress)
+            return InLoop(self._api(app, cmd, body, jid, timeout, on_progress), "api")
         return self.api_sync(app, cmd, body, jid, timeout, on_progress)
 
     async def _api(
@@ -496,7 +510,7 @@ class App(EventsMixin, MessagingMixin):
         Awaitable in async code, blocking in sync code (see :meth:`find_sync`).
         """
         if running_loop() is not None:
-            return self._find(app, timeout)
+            return InLoop(self._find(app, timeout), "find")
         return self.find_sync(app, timeout)
 
     async def _find(self, app: str | None, timeout: float) -> dict[str, Any]:

@@ -20,11 +20,11 @@ import asyncio
 import logging
 import types
 from collections.abc import Callable, Coroutine, Generator
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 from .._errors import QEError, UsageError
 
-__all__ = ["run_blocking", "run_now", "running_loop", "submit"]
+__all__ = ["InLoop", "run_blocking", "run_now", "running_loop", "submit"]
 
 log = logging.getLogger("qe.worker")
 
@@ -36,6 +36,46 @@ def running_loop() -> asyncio.AbstractEventLoop | None:
         return asyncio.get_running_loop()
     except RuntimeError:
         return None
+
+
+class InLoop(Coroutine[Any, Any, T]):
+    """What ``App.find``/``App.api`` give inside the running loop: a coroutine to ``await``.
+
+    Used as if it were the answer (``App.find(...)["jids"]`` in a sync callback that runs on
+    the loop, such as a timer's), it raises a ``UsageError`` saying what to write instead,
+    rather than a puzzling ``TypeError`` and a "never awaited" warning.
+    """
+
+    __slots__ = ("_coro", "_what")
+
+    def __init__(self, coro: Coroutine[Any, Any, T], what: str) -> None:
+        self._coro = coro
+        self._what = what
+
+    def __await__(self) -> Generator[Any, None, T]:
+        return self._coro.__await__()
+
+    def send(self, value: Any) -> Any:
+        return self._coro.send(value)
+
+    def throw(self, *args: Any) -> Any:
+        return self._coro.throw(*args)
+
+    def close(self) -> None:
+        self._coro.close()
+
+    def _misused(self, *_: Any, **__: Any) -> NoReturn:
+        self._coro.close()
+        raise UsageError(
+            f"App.{self._what}(...) was used without `await` inside the running event loop, where it cannot "
+            f"block: write `await App.{self._what}(...)` in an async function (a sync timer callback can "
+            f"become `async def`; a sync API handler runs in a thread, where App.{self._what}() blocks)"
+        )
+
+    __getitem__ = __iter__ = __contains__ = __len__ = __bool__ = get = keys = items = values = _misused
+
+    def __repr__(self) -> str:
+        return f"<App.{self._what}(...): await it>"
 
 
 def run_blocking(loop: asyncio.AbstractEventLoop | None, make: Callable[[], Coroutine[Any, Any, T]], what: str) -> T:

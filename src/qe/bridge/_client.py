@@ -313,20 +313,25 @@ class NexusClient:
         """
         pending = self._pending.get(token)
         parts = subject.split(".")
+        me = self.identity.tokens
         if pending is not None and pending.worker is not None:
             try:
-                block = parse_jid(pending.worker).tokens
+                cancel = f"nx.to.{parse_jid(pending.worker).tokens}.cancel.{me}"
             except QEError:
                 return
         elif len(parts) == 9 and parts[1] == "to" and parts[5] == "api":
-            block = ".".join(parts[2:5])
+            cancel = f"nx.to.{'.'.join(parts[2:5])}.cancel.{me}"
+        elif len(parts) == 6 and parts[1] == "api":
+            # nobody has said yet which worker took it (short calls never do): every worker of
+            # the app hears this, and the one running the call cancels it
+            cancel = f"nx.cx.{parts[2]}.{me}"
         else:
             return
         data = encode({"reply": self._mux_prefix + token})
         try:
-            await self.nc.publish(f"nx.to.{block}.cancel.{self.identity.tokens}", data)
+            await self.nc.publish(cancel, data)
         except Exception:
-            log.debug("could not send a cancel to %s", block, exc_info=True)
+            log.debug("could not send a cancel (%s)", cancel, exc_info=True)
 
     async def publish(self, subject: str, data: bytes) -> None:
         if len(data) > self.max_payload:

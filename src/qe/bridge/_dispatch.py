@@ -13,7 +13,7 @@ import functools
 import inspect
 import logging
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 import orjson
@@ -146,7 +146,7 @@ class Dispatcher:
             if not self.tasks and self._idle is not None and not self._idle.done():
                 self._idle.set_result(None)
 
-    def _progress_to(self, reply_to: str | None, caller: str) -> Callable[[Any], Awaitable[None]] | None:
+    def _progress_to(self, reply_to: str | None, caller: str) -> Callable[[Any], Coroutine[Any, Any, None]] | None:
         if not reply_to:
             return None
 
@@ -171,7 +171,7 @@ class Dispatcher:
         app: str,
         uid: str,
         resource: str,
-        progress: Callable[[Any], Awaitable[None]] | None = None,
+        progress: Callable[[Any], Coroutine[Any, Any, None]] | None = None,
     ) -> dict[str, Any]:
         """The reply to one request, as a dict; never raises (but cancellation)."""
         try:
@@ -187,7 +187,8 @@ class Dispatcher:
         handler = self.commands.get(cmd, self.fallback)
         result: Any = None
         if handler is not None:
-            specs = APISpecs(cmd, request.get("body", {}), app, uid, resource, role, progress)
+            loop = asyncio.get_running_loop() if progress is not None else None  # for sync handlers' progress
+            specs = APISpecs(cmd, request.get("body", {}), app, uid, resource, role, progress, loop)
             try:
                 result = await run_handler(handler, specs)
             except QEError as exc:

@@ -65,8 +65,16 @@ class LongCalls:
                     log.debug("could not tell a caller who runs its call: %s", exc)
             self._seen = running
 
+    @property
+    def app_cancel_subject(self) -> str:
+        """Cancels of callers that did not know yet which worker of my app runs their call."""
+        return f"nx.cx.{self.client.identity.app}.>"
+
     async def on_cancel(self, msg: Msg) -> None:
+        """``nx.to.<me>.cancel.<caller>`` or ``nx.cx.<my app>.<caller>``: a caller gave up."""
         parts = msg.subject.split(".")
+        if len(parts) == 6:
+            parts = [*parts[:3], "", "", "", *parts[3:]]  # caller tokens at 6, 7, 8 as below
         if len(parts) != 9:
             return
         try:
@@ -77,7 +85,8 @@ class LongCalls:
             return
         inbox = reply.split(".")
         if len(inbox) < 3 or inbox[1] != parts[6] or inbox[2] != parts[7]:
-            log.warning("ignored a cancel from %s@%s for a call it did not make", parts[7], parts[6])
+            if parts[1] == "to":  # to everyone of the app, a cancel for another worker's call is normal
+                log.warning("ignored a cancel from %s@%s for a call it did not make", parts[7], parts[6])
             return
         call = self.dispatcher.calls.get(reply)
         task = call[0] if call is not None else None

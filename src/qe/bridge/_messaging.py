@@ -7,10 +7,13 @@ Subjects (sender identity = the last three tokens, which only that sender may pu
     nx.ch.<channel>.<app>.<uid>.<res>                         channel broadcast
 
 A direct is sent as a request: the receiving worker acknowledges it (``{"code": 0}``, or an
-error such as ``forbidden``) before running its handlers, and NATS answers "no responders" when
-no worker is subscribed, so the sender always learns whether the message was taken. Handlers of
-one subscription run one after another, in arrival order (NATS keeps the order of one sender's
-messages), so a channel's messages reach its handlers in order per sender.
+error such as ``forbidden``) as soon as it arrives, before its handlers run, and NATS answers
+"no responders" when no worker is subscribed, so the sender always learns whether the message
+was taken, however long the handlers take. Each intake (the directs, and each channel) is a
+*lane*: a queue drained by one owned task, so its handlers run one after another in arrival
+order (NATS keeps the order of one sender's messages) without holding up the acknowledgements.
+A lane holds at most ``LANE_LIMIT`` messages: a direct beyond that is refused with ``busy``
+(the sender knows), a channel message waits (NATS buffers it, as for any slow subscriber).
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ import orjson
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 
-from .._errors import Forbidden, InvalidBody, QEError, error_from_wire
+from .._errors import Busy, Forbidden, InvalidBody, QEError, error_from_wire
 from .._names import Identity, check_app, check_channel, parse_jid, to_subject
 from .._wire import check_body, encode, encode_checked
 from ._blocking import run_now, running_loop, submit
@@ -32,13 +35,45 @@ from ._client import NexusClient
 from ._dispatch import Roles, run_handler
 from ._specs import MessageSpecs
 
-__all__ = ["DIRECT_TIMEOUT", "MessageHandler", "Messaging", "MessagingMixin"]
+__all__ = ["DIRECT_TIMEOUT", "LANE_LIMIT", "MessageHandler", "Messaging", "MessagingMixin"]
 
 log = logging.getLogger("qe.worker")
 
 MessageHandler = Callable[[MessageSpecs], Awaitable[Any] | Any]
 DIRECT_TIMEOUT = 5.0
+LANE_LIMIT = 10_000
 ACK = encode({"code": 0})
+
+
+class _Lane:
+    """One intake's messages, handled one after another, in arrival order, by one owned task."""
+
+    def __init__(self, name: str, handlers: Callable[[], list[MessageHandler]]) -> None:
+        self.name = name
+        self.handlers = handlers
+        self.queue: asyncio.Queue[MessageSpecs] = asyncio.Queue(LANE_LIMIT)
+        self.task = asyncio.get_running_loop().create_task(self._run(), name=f"qe:lane {name or 'directs'}")
+
+    async def _run(self) -> None:
+        while True:
+            specs = await self.queue.get()
+            try:
+                for handler in self.handlers():
+                    try:
+                        await run_handler(handler, specs)
+                    except Exception:
+                        log.exception("message handler %s failed", getattr(handler, "__qualname__", handler))
+            finally:
+                self.queue.task_done()
+
+    async def close(self, deadline: float) -> None:
+        """Let the queued messages be handled (``deadline`` seconds at most), then end the task."""
+        try:
+            await asyncio.wait_for(self.queue.join(), deadline)
+        except TimeoutError:
+            log.warning("%d messages not handled after %g s: dropped", self.queue.qsize(), deadline)
+        self.task.cancel()
+        await asyncio.gather(self.task, return_exceptions=True)
 
 
 class Messaging:
@@ -54,6 +89,7 @@ class Messaging:
         self.channel_handlers: dict[str, list[MessageHandler]] = {}
         self.channels: dict[str, Subscription | None] = {}  # wanted channels, and their subscriptions
         self._subs: list[Subscription] = []
+        self._lanes: dict[str, _Lane] = {}  # "" = directs, else a channel
         self._lock = asyncio.Lock()
         self.started = False
 
@@ -64,14 +100,15 @@ class Messaging:
         nc, me = self.client.nc, self.me
         self._subs = [
             await nc.subscribe(f"nx.dm.{me.app}.>", queue=me.app, cb=self._on_direct),
-            await nc.subscribe(f"nx.to.{me.app}.{me.uid}.{me.resource}.dm.>", cb=self._on_direct_to_me),
+            await nc.subscribe(f"nx.to.{me.tokens}.dm.>", queue=me.tokens, cb=self._on_direct_to_me),
         ]
         self.started = True
         for name in list(self.channels):
             await self._subscribe(name)
         await self.client.sync()
 
-    async def stop(self) -> None:
+    async def stop(self, deadline: float = 10.0) -> None:
+        """Stop intake, let the messages already taken be handled (under ``deadline``), end the lanes."""
         self.started = False
         subs = self._subs + [s for s in self.channels.values() if s is not None]
         self._subs = []
@@ -81,6 +118,18 @@ class Messaging:
                 await sub.unsubscribe()
             except Exception:
                 log.debug("unsubscribe failed", exc_info=True)
+        lanes, self._lanes = list(self._lanes.values()), {}
+        await asyncio.gather(*(lane.close(deadline) for lane in lanes))
+
+    def _lane(self, channel: str) -> _Lane:
+        lane = self._lanes.get(channel)
+        if lane is None:
+            lane = self._lanes[channel] = _Lane(channel, lambda: self._handlers(channel))
+        return lane
+
+    def _handlers(self, channel: str) -> list[MessageHandler]:
+        handlers = self.channel_handlers.get(channel, []) if channel else self.direct_handlers
+        return [*handlers, *([self.receiver] if self.receiver is not None else [])]
 
     # -- channels --------------------------------------------------------------------------
 
@@ -95,16 +144,24 @@ class Messaging:
         # one subscription per channel; the lock is held until the server has it, so a second
         # subscribe() of the same channel, running meanwhile, also returns only once it is in effect
         async with self._lock:
-            if self.channels.get(name) is None:
-                self.channels[name] = await self.client.nc.subscribe(f"nx.ch.{name}.>", cb=self._on_channel)
-                await self.client.sync()
+            if name not in self.channels or self.channels[name] is not None:
+                return  # unsubscribed meanwhile, or subscribed already
+            sub = await self.client.nc.subscribe(f"nx.ch.{name}.>", cb=self._on_channel)
+            if name not in self.channels:  # unsubscribe() came while the server was asked
+                await sub.unsubscribe()
+                return
+            self.channels[name] = sub
+            await self.client.sync()
+
+    def unwant(self, name: str) -> Subscription | None:
+        """Forget channel ``name`` at once (a later start will not subscribe it); returns its subscription."""
+        check_channel(name)
+        return self.channels.pop(name, None)
 
     async def unsubscribe(self, name: str) -> None:
-        check_channel(name)
-        async with self._lock:
-            sub = self.channels.pop(name, None)
-            if sub is not None:
-                await sub.unsubscribe()
+        sub = self.unwant(name)
+        if sub is not None:
+            await sub.unsubscribe()
 
     async def send_channel(self, name: str, data: bytes) -> None:
         await self.client.publish(f"nx.ch.{name}.{self.me.tokens}", data)
@@ -137,7 +194,7 @@ class Messaging:
 
     async def _on_channel(self, msg: Msg) -> None:
         parts = msg.subject.split(".")
-        if len(parts) == 6:
+        if len(parts) == 6 and parts[2] in self.channels:  # not one unsubscribed a moment ago
             await self._deliver(msg, parts[2], Identity(parts[3], parts[4], parts[5]))
 
     async def _deliver(self, msg: Msg, channel: str, sender: Identity) -> None:
@@ -152,8 +209,11 @@ class Messaging:
             else:
                 log.warning("dropped a message on channel %r from %s: %s", channel, sender.jid, exc.message)
             return
-        if msg.reply:
-            await self._respond(msg.reply, ACK)
+        lane = self._lane(channel)
+        if msg.reply and lane.queue.full():
+            busy = Busy(f"busy: {self.me.jid} has {LANE_LIMIT} directs waiting")
+            await self._respond(msg.reply, encode(busy.to_wire()))
+            return
         me = self.me
         itsme = sender == me
         specs = MessageSpecs(
@@ -167,12 +227,11 @@ class Messaging:
             itsme=itsme,
             itsbro=not itsme and sender.uid == me.uid,
         )
-        handlers = self.channel_handlers.get(channel, []) if channel else self.direct_handlers
-        for handler in [*handlers, *([self.receiver] if self.receiver is not None else [])]:
-            try:
-                await run_handler(handler, specs)
-            except Exception:
-                log.exception("message handler %s failed", getattr(handler, "__qualname__", handler))
+        if msg.reply:
+            lane.queue.put_nowait(specs)  # room checked above, with no await in between
+            await self._respond(msg.reply, ACK)
+        else:
+            await lane.queue.put(specs)  # a channel message waits for room (NATS buffers the rest)
 
     async def _respond(self, reply: str, data: bytes) -> None:
         try:
@@ -258,13 +317,19 @@ class MessagingMixin:
 
         async def go() -> None:
             await self.wait_ready()
-            await self._messaging.subscribe(channel)
+            await self._messaging._subscribe(channel)  # nothing if unsubscribe() came meanwhile
 
         return submit(self._loop, self._own_on, go, f"subscribe to {channel}")
 
     def unsubscribe(self, channel: str) -> Any:
-        check_channel(channel)
-        return submit(self._loop, self._own_on, lambda: self._messaging.unsubscribe(channel), f"unsubscribe {channel}")
+        """Stop receiving ``channel``; in effect at once for messages not yet delivered."""
+        sub = self._messaging.unwant(channel)
+
+        async def go() -> None:
+            if sub is not None:
+                await sub.unsubscribe()
+
+        return submit(self._loop, self._own_on, go, f"unsubscribe {channel}")
 
     def sendtochannel(self, channel: str, body: Any) -> Any:
         """Broadcast ``body`` (a JSON object or list) to every subscriber of ``channel``."""

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+import asyncio
+from collections.abc import Awaitable, Callable, Coroutine, Generator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,16 +26,47 @@ class APISpecs:
     uid: str
     resource: str
     role: Role
-    _progress: Callable[[Any], Awaitable[None]] | None = field(default=None, repr=False)
+    _progress: Callable[[Any], Coroutine[Any, Any, None]] | None = field(default=None, repr=False)
+    _loop: asyncio.AbstractEventLoop | None = field(default=None, repr=False)
 
     @property
     def jid(self) -> str:
         return f"{self.uid}@{self.app}/{self.resource}"
 
-    async def progress(self, value: Any) -> None:
-        """Send a progress update to the caller (JSON value); no-op when nobody waits."""
-        if self._progress is not None:
-            await self._progress(value)
+    def progress(self, value: Any) -> Awaitable[None]:
+        """Send a progress update (a JSON value) to the caller; nothing when nobody waits.
+
+        In an async handler: ``await specs.progress(value)``. In a sync handler (it runs in a
+        thread): ``specs.progress(value)`` sends it and returns once it is on its way.
+        """
+        if self._progress is None:
+            return _SENT
+        loop = self._loop
+        if loop is not None and loop.is_running() and _running_loop() is not loop:
+            asyncio.run_coroutine_threadsafe(self._progress(value), loop).result(PROGRESS_TIMEOUT)
+            return _SENT
+        return self._progress(value)
+
+
+PROGRESS_TIMEOUT = 10.0
+
+
+class _Sent:
+    """An awaitable that is already done: what ``progress`` returns when there is nothing to wait for."""
+
+    def __await__(self) -> Generator[Any, None, None]:
+        return
+        yield
+
+
+_SENT = _Sent()
+
+
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
 
 
 @dataclass(slots=True)

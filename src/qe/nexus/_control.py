@@ -5,7 +5,10 @@ share the work). The sender is read from the subject, which the server lets only
 credential publish.
 
 Presence: a block registers once, then sends a heartbeat every second; a clean stop says
-``bye`` (removed at once), a crash is noticed when heartbeats stop (3 s). A resource held by
+``bye`` (removed at once). A block whose heartbeat is late (``SUSPECT_AFTER``) is asked
+whether it is there; if its process is gone the server answers "no responders" at once and
+the block is removed (a crash leaves find within about 2 s); one that is only slow stays until
+its heartbeats have been missing for ``EXPIRY``. A resource held by
 a live block cannot be claimed by another; a holder that no longer answers ``ping`` is
 replaced at once, so a crashed worker can be restarted immediately.
 """
@@ -19,7 +22,7 @@ from typing import Any
 
 from nats.aio.msg import Msg
 
-from .._errors import BadRequest, DuplicateResource, QEError
+from .._errors import BadRequest, DuplicateResource, NoWorkerOnline, QEError
 from .._names import Identity, check_any_resource, check_app, to_subject
 from .._wire import decode_object, encode
 from ..bridge._client import NexusClient
@@ -31,7 +34,8 @@ __all__ = ["EXPIRY", "ControlPlane"]
 log = logging.getLogger("qe.nexusd")
 
 EXPIRY = 3.0
-SWEEP_EVERY = 0.5
+SUSPECT_AFTER = 1.5
+SWEEP_EVERY = 0.25
 REGISTRY_POLL = 1.0
 LIVENESS_TIMEOUT = 1.0
 CONTROL_IDENTITY = Identity(SYSTEM_APP, SYSTEM_UID, "nexusd")
@@ -43,6 +47,7 @@ class ControlPlane:
         self.client = client
         self.presence = Presence()
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._probing: set[Identity] = set()
         self._registry_mtime = 0.0  # what events were last published for
         self._loaded_mtime = 0.0  # what self.registry holds
 
@@ -131,17 +136,21 @@ class ControlPlane:
         return {"code": 0, "owner": app.get("owner"), "partners": app.get("partners", [])}
 
     async def _alive(self, block: Block) -> bool:
-        """Ask the holder of a resource for a ping; silence means it is gone."""
+        """Ask the holder of a resource whether it is there; no answer means it is gone.
+
+        The worker answers ``nx.to.<block>.live`` in its subscription callback, never behind
+        its calls, so a worker whose every call slot is busy is still alive here.
+        """
         try:
             reply = await self.client.request(
-                to_subject(block.identity, "api", CONTROL_IDENTITY),
-                encode({"cmd": "ping", "body": {}}),
+                to_subject(block.identity, "live", CONTROL_IDENTITY),
+                b"{}",
                 timeout=LIVENESS_TIMEOUT,
                 target=block.identity.jid,
             )
         except QEError:
             return False
-        return isinstance(reply, dict)
+        return reply.get("code") == 0  # some instance holds the name (the newcomer has not subscribed yet)
 
     def _heartbeat(self, sender: Identity, request: dict[str, Any]) -> None:
         instance = self._instance(request)
@@ -161,9 +170,30 @@ class ControlPlane:
     async def _sweep(self) -> None:
         while True:
             await asyncio.sleep(SWEEP_EVERY)
-            for ident in self.presence.expired(time.monotonic() - EXPIRY):
+            now = time.monotonic()
+            for ident in self.presence.expired(now - EXPIRY):
                 self.presence.remove(ident)
                 log.info("%s stopped answering; removed", ident.jid)
+            for ident in self.presence.expired(now - SUSPECT_AFTER):
+                block = self.presence.get(ident)
+                if block is not None and ident not in self._probing:
+                    self._probing.add(ident)
+                    self._own(self._probe(block), "probe")
+
+    async def _probe(self, block: Block) -> None:
+        """A late heartbeat: remove the block at once if nothing is subscribed under its name."""
+        try:
+            await self.client.request(
+                to_subject(block.identity, "live", CONTROL_IDENTITY), b"{}", timeout=LIVENESS_TIMEOUT, target=""
+            )
+        except NoWorkerOnline:
+            if self.presence.get(block.identity) is block:
+                self.presence.remove(block.identity)
+                log.info("%s is gone (disconnected); removed", block.identity.jid)
+        except QEError:
+            pass  # slow, not gone: EXPIRY decides
+        finally:
+            self._probing.discard(block.identity)
 
     # -- registry changes ------------------------------------------------------------------
 

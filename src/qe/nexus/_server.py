@@ -127,7 +127,7 @@ def permissions_for(app: str, uid: str, role: str) -> dict[str, Any]:
     subscribe = [f"nx.to.{app}.{uid}.*.>", "nx.ch.>", f"nx.evt.{app}.>", f"_INBOX.{app}.{uid}.>"]
     if role in ("owner", "partner"):
         # only the app's owner and partners may run its workers (take its API traffic)
-        subscribe[:0] = [f"nx.api.{app}.>", f"nx.dm.{app}.>"]
+        subscribe[:0] = [f"nx.api.{app}.>", f"nx.dm.{app}.>", f"nx.cx.{app}.>"]
     return {
         "publish": {"allow": [f"nx.*.*.{app}.{uid}.*", f"nx.to.*.*.*.*.{app}.{uid}.*"]},
         "subscribe": {"allow": subscribe},
