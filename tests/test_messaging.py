@@ -1,19 +1,26 @@
-"""Directs, channels, decorators, find, bodies and events between in-process workers on a real Nexus."""
+"""Directs, channels, decorators, find, bodies and events between workers on a real Nexus."""
 
 from __future__ import annotations
 
 import asyncio
 import itertools
+import re
+import shutil
+import signal
+import time
 from collections import defaultdict
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from qe.bridge import App, Forbidden, InvalidBody, MessageSpecs, NoWorkerOnline, PayloadTooLarge
+import qe.bridge._messaging
+from qe.bridge import App, Busy, Forbidden, InvalidBody, MessageSpecs, NoWorkerOnline, PayloadTooLarge
 from qe.testing import Nexus
 from waiting import until, until_async
 
 _users = itertools.count(1)
+PROBE = Path(__file__).parent / "blocks" / "probe.py"
 
 
 def stranger_key(nexus: Nexus, app: str) -> Any:
@@ -79,6 +86,74 @@ async def test_direct_errors_are_reported_to_the_sender(make_app, unique_app, qe
         await stranger.direct(app=private_app, body={})
 
 
+class Held:
+    """A direct handler that records each message and holds the first one until released."""
+
+    def __init__(self, worker: App) -> None:
+        self.started: list[Any] = []
+        self.handled: list[Any] = []
+        self.release = asyncio.Event()
+        worker.nexus.Direct()(self.on_direct)
+
+    async def on_direct(self, specs: MessageSpecs) -> None:
+        self.started.append(specs.body["n"])
+        await self.release.wait()
+        self.handled.append(specs.body["n"])
+
+
+async def test_a_slow_direct_handler_does_not_delay_the_acknowledgement_of_the_next_sender(make_app, unique_app):
+    app = unique_app("dmslow")
+    held = Held(await make_app(app, "pyslow"))
+    first = await make_app(unique_app("dmone"), "pyfirst")
+    second = await make_app(unique_app("dmtwo"), "pysecond")
+    assert await first.direct(app=app, body={"n": 1}) == {"code": 0}
+    await until(lambda: held.started == [1])
+    # the first handler is still running: the second sender is acknowledged at once all the same
+    # (well within the DIRECT_TIMEOUT it would otherwise have run into)
+    started = time.monotonic()
+    assert await second.direct(app=app, body={"n": 2}, timeout=3.0) == {"code": 0}
+    assert time.monotonic() - started < 3.0
+    assert held.started == [1], "the second waits for the first: one lane, handled in arrival order"
+    held.release.set()
+    await until(lambda: held.handled == [1, 2])
+
+
+async def test_a_direct_to_a_full_lane_is_refused_as_busy_and_the_sender_knows(make_app, unique_app, monkeypatch):
+    monkeypatch.setattr(qe.bridge._messaging, "LANE_LIMIT", 2)
+    app = unique_app("dmfull")
+    worker = await make_app(app, "pyfull")
+    held = Held(worker)
+    sender = await make_app(unique_app("dmfullsnd"), "pysender")
+    assert await sender.direct(app=app, body={"n": 0}) == {"code": 0}
+    await until(lambda: held.started == [0])  # taken out of the lane: its handler runs
+    for n in (1, 2):  # these two fill the lane
+        assert await sender.direct(app=app, body={"n": n}) == {"code": 0}
+    with pytest.raises(Busy, match=rf"busy: {re.escape(worker.jid)} has 2 directs waiting") as refused:
+        await sender.direct(app=app, body={"n": 3})
+    assert refused.value.code == 429
+    held.release.set()
+    await until(lambda: held.handled == [0, 1, 2])
+    # room again: the next direct is taken and handled; the refused one never is
+    assert await sender.direct(app=app, body={"n": 4}) == {"code": 0}
+    await until(lambda: held.handled == [0, 1, 2, 4])
+
+
+async def test_directs_already_taken_are_handled_when_the_worker_stops_cleanly(make_app, unique_app):
+    app = unique_app("dmstop")
+    worker = await make_app(app, "pystop")
+    held = Held(worker)
+    sender = await make_app(unique_app("dmstopsnd"), "pysender")
+    for n in range(3):
+        assert await sender.direct(app=app, body={"n": n}) == {"code": 0}
+    await until(lambda: held.started == [0])
+    stopping = asyncio.create_task(worker.stop())
+    done, _ = await asyncio.wait({stopping}, timeout=0.5)
+    assert not done, "stop waits for the directs it acknowledged"
+    held.release.set()
+    await asyncio.wait_for(stopping, 10)
+    assert held.handled == [0, 1, 2]
+
+
 async def test_channel_flags_itsme_itsbro_and_a_stranger(make_app, unique_app, qe_nexus: Nexus, caplog):
     channel = unique_app("flags")
     keys = [qe_nexus.new_app(unique_app("chme")).secret, qe_nexus.new_app(unique_app("chbro")).secret]
@@ -106,9 +181,9 @@ async def test_channel_order_per_sender_3_subscribers_1000_messages(make_app, un
     channel = unique_app("order")
     senders = [await make_app(unique_app("snd"), f"pysnd{i}") for i in range(2)]
     subscribers = [await make_app(unique_app("sub"), f"pysub{i}") for i in range(3)]
-    received: dict[str, list[tuple[str, int]]] = defaultdict(list)
+    received: dict[str, list[tuple[str, Any]]] = defaultdict(list)
     for sub in subscribers:
-        sub.nexus.Channel(channel)(lambda s, r=sub.resource: received[r].append((s.fromjid, s.body["n"])))
+        sub.nexus.Channel(channel)(lambda s, r=sub.resource: received[r].append((s.fromjid, s.body.get("n", "end"))))
         await sub.subscribe(channel)
 
     async def send(sender: App) -> None:
@@ -117,11 +192,20 @@ async def test_channel_order_per_sender_3_subscribers_1000_messages(make_app, un
 
     await asyncio.gather(*(send(s) for s in senders))
     await until(lambda: all(len(received[s.resource]) >= 1000 for s in subscribers), 30, "1000 messages each")
+    # a late duplicate would come after the count is reached: one last marker per sender, which
+    # arrives after everything that sender sent before it (order per sender), flushes them out
+    for sender in senders:
+        await sender.sendtochannel(channel, {"end": True})
+
+    def markers(sub: App) -> int:
+        return sum(1 for _, n in received[sub.resource] if n == "end")
+
+    await until(lambda: all(markers(s) == len(senders) for s in subscribers), 10, "every sender's end marker")
     for sub in subscribers:
         messages = received[sub.resource]
-        assert len(messages) == 1000, "none lost, none duplicated"
+        assert len(messages) == 1000 + len(senders), "none lost, none duplicated"
         for sender in senders:
-            assert [n for jid, n in messages if jid == sender.jid] == list(range(500)), "in order per sender"
+            assert [n for jid, n in messages if jid == sender.jid] == [*range(500), "end"], "in order per sender"
 
 
 async def test_unsubscribe_stops_delivery_and_bodies_must_be_objects_or_lists(make_app, unique_app):
@@ -185,12 +269,36 @@ async def test_find_reflects_a_crash_within_3_seconds(make_app, unique_app):
     for task in list(victim._tasks):
         task.cancel()
     await victim.client.nc.close()
-    from qe.nexus._control import EXPIRY
+    crashed = time.monotonic()
 
     async def gone() -> bool:
         return not (await watcher.find(app=app))["jids"]
 
-    await until_async(gone, EXPIRY + 5, "the crashed block to leave find")  # expiry, a sweep, slack
+    await until_async(gone, 10, "the crashed block to leave find")
+    elapsed = time.monotonic() - crashed
+    assert elapsed <= 3.0, f"the crashed block left find after {elapsed:.2f} s"
+
+
+async def test_find_reflects_a_killed_worker_process_within_3_seconds(
+    make_app, unique_app, qe_nexus: Nexus, qe_worker, tmp_path
+):
+    app = unique_app("kill")
+    block = qe_nexus.new_block(tmp_path, app)
+    shutil.copy(PROBE, block / "probe.py")
+    worker = qe_worker(block, script="probe.py")
+    watcher = await make_app(unique_app("watch"), "pywatch")
+    jid = f"{qe_nexus.registry.owner}@{app}/pyprobe"
+    assert (await watcher.find(app=app))["jids"] == [jid]
+    worker.proc.send_signal(signal.SIGKILL)  # no goodbye, no unsubscribe: the process is just gone
+    killed = time.monotonic()
+    await asyncio.to_thread(worker.proc.wait, 10)
+
+    async def gone() -> bool:
+        return not (await watcher.find(app=app))["jids"]
+
+    await until_async(gone, 10, "the killed block to leave find")
+    elapsed = time.monotonic() - killed
+    assert elapsed <= 3.0, f"the killed block left find after {elapsed:.2f} s"
 
 
 async def test_connect_and_disconnect_events(make_app, unique_app):
