@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from conftest import run_qe
 from qe.testing import Nexus, WorkerProcess, wait_until
 
@@ -206,3 +208,79 @@ def test_the_nexus_never_accepts_an_unauthenticated_connection(qe_nexus: Nexus) 
         answer = sock.recv(4096)
     assert b"Authorization Violation" in answer
     assert b"PONG" not in answer
+
+
+IN_A_VENV = sys.prefix != sys.base_prefix
+MODULES_PROBE = """\
+import asyncio, sys
+from libs.bridge import App as app
+
+App = app(resource="python", public=True, rest=False)
+loaded = {m.split(".")[0] for m in sys.modules} & {"starlette", "uvicorn", "fastapi"}
+App.on("__connect", lambda: print("web stack:", sorted(loaded), "manager:", "qe.manager" in sys.modules, flush=True))
+asyncio.get_event_loop().run_forever()
+"""
+
+
+@pytest.mark.skipif(not IN_A_VENV, reason="the terminals name the venv running the block; the tests run in .venv")
+def test_running_run_py_once_writes_terminals_that_open_the_block_folder_in_its_venv(
+    qe_nexus: Nexus, qe_worker, tmp_path: Path, unique_app
+) -> None:
+    block = qe_nexus.new_block(tmp_path, unique_app("term"))
+    venv = Path(sys.prefix)
+    assert not (block / "terminal.sh").exists() and not (block / "terminal.bat").exists()
+    qe_worker(block)  # plain `python run.py`, as VS Code's play button runs it
+    bat = (block / "terminal.bat").read_text()
+    assert 'cd /d "%~dp0"' in bat, "terminal.bat opens in the block folder"
+    assert str(venv / "Scripts" / "activate.bat") in bat
+    sh = block / "terminal.sh"
+    assert str(venv) in sh.read_text()
+    # from elsewhere, with the venv nowhere on PATH: the shell is in the block folder, the venv active
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "SHELL": "/bin/sh"}
+    shell = subprocess.run(
+        ["bash", str(sh), "-c", 'pwd; python -c "import sys; print(sys.prefix)"'],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert shell.returncode == 0, shell.stderr
+    assert shell.stdout.splitlines() == [str(block), str(venv)]
+
+
+def test_terminals_already_in_the_block_are_left_as_they_are(
+    qe_nexus: Nexus, qe_worker, tmp_path: Path, unique_app
+) -> None:
+    block = qe_nexus.new_block(tmp_path, unique_app("keep"))
+    (block / "terminal.sh").write_text("#!/bin/sh\necho mine\n")
+    (block / "terminal.bat").write_bytes(b"@echo mine\r\n")
+    qe_worker(block)
+    assert (block / "terminal.sh").read_text() == "#!/bin/sh\necho mine\n"
+    assert (block / "terminal.bat").read_bytes() == b"@echo mine\r\n"
+
+
+def test_a_worker_that_cannot_write_its_terminals_still_serves(
+    qe_nexus: Nexus, qe_worker, tmp_path: Path, unique_app
+) -> None:
+    app = unique_app("rofs")
+    block = qe_nexus.new_block(tmp_path, app)
+    # unwritable even for root: a link into a folder that does not exist
+    (block / "terminal.bat").symlink_to(tmp_path / "no-such-folder" / "terminal.bat")
+    worker = qe_worker(block)
+    assert json.loads(run_qe(qe_nexus, "call", app, "ping").stdout) == {"code": 0, "pong": True}
+    assert (block / "terminal.sh").is_file(), "what can be written still is"
+    assert not (block / "terminal.bat").exists()
+    assert "Traceback" not in worker.output and "terminal" not in worker.output
+
+
+def test_writing_the_terminals_loads_neither_the_web_stack_nor_the_manager(
+    qe_nexus: Nexus, qe_worker, tmp_path: Path, unique_app
+) -> None:
+    block = qe_nexus.new_block(tmp_path, unique_app("light"))
+    (block / "modules.py").write_text(MODULES_PROBE)
+    worker = qe_worker(block, script="modules.py")
+    worker.wait_output("web stack:")
+    assert (block / "terminal.sh").is_file()
+    assert "web stack: [] manager: " + str(not IN_A_VENV) in worker.output

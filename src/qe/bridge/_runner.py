@@ -5,7 +5,8 @@ there is none, so the guide's ``get_event_loop()`` returns it without a warning 
 3.11-3.14), schedules its own start on it, and installs SIGINT/SIGTERM handlers: the first
 signal runs the ordered shutdown and stops the loop (``run_forever`` returns, exit 0); a
 second one exits at once. A fatal start-up error (bad key, duplicate resource) is printed as
-one line and exits with a nonzero code, without a traceback.
+one line and exits with a nonzero code, without a traceback. A script run in a block folder
+writes the block's missing ``terminal.sh`` / ``terminal.bat`` (:mod:`qe._terminals`).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import warnings
 from typing import TYPE_CHECKING
 
 from .._errors import ConfigError, QEError
+from .._terminals import write_missing_terminals
 
 if TYPE_CHECKING:
     from ._app import App
@@ -61,6 +63,7 @@ def autostart(app: App) -> None:
         app.start_task = running.create_task(app.start(), name="qe:start")
         return
     configure_logging()
+    write_missing_terminals()  # the guide: "run run.py once to generate terminal.bat"
     loop = current_loop()
     app._loop = loop  # module-level find/api/direct/subscribe use it before run_forever
     _ScriptRunner(app, loop).install()

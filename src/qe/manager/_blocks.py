@@ -14,8 +14,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .._config import BLOCK_CONFIG
+from .._terminals import write_terminal_bat, write_terminal_sh
 from ._errors import BlockError
-from ._location import env_bin, env_python
+from ._location import env_python
 
 __all__ = [
     "BLOCK_PREFIX",
@@ -109,38 +110,9 @@ def point_vscode(block: Block, env: Path) -> Path:
     return path
 
 
-def _sh_quote(text: str) -> str:
-    return "'" + text.replace("'", "'\"'\"'") + "'"
-
-
 def write_terminals(block: Block, env: Path) -> tuple[Path, Path]:
     """``terminal.sh`` and ``terminal.bat``: a shell in the block folder with the environment active."""
-    sh = block.folder / "terminal.sh"
-    sh.write_text(
-        "#!/bin/sh\n"
-        "# A shell in this block folder with the shared environment active (written by qe):\n"
-        "# 'pip install pillow' here installs into it, for every block.\n"
-        'cd "$(dirname "$0")" || exit 1\n'
-        f"VIRTUAL_ENV={_sh_quote(str(env))}\n"
-        f'PATH={_sh_quote(str(env_bin(env)))}:"$PATH"\n'
-        "export VIRTUAL_ENV PATH\n"
-        "unset PYTHONHOME\n"
-        f'echo "{env.name} is active here: $VIRTUAL_ENV"\n'
-        'exec "${SHELL:-/bin/sh}" -i\n'
-    )
-    sh.chmod(0o755)
-    bat = block.folder / "terminal.bat"
-    activate = env / "Scripts" / "activate.bat"  # the Windows layout, where .bat files run
-    bat.write_bytes(
-        (
-            "@echo off\r\n"
-            "rem A shell in this block folder with the shared environment active (written by qe):\r\n"
-            "rem 'pip install pillow' here installs into it, for every block.\r\n"
-            'cd /d "%~dp0"\r\n'
-            f'cmd /k ""{activate}""\r\n'
-        ).encode()
-    )
-    return sh, bat
+    return write_terminal_sh(block.folder, env), write_terminal_bat(block.folder, env)
 
 
 def vscode_command() -> str:

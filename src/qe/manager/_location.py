@@ -12,6 +12,7 @@ import re
 from pathlib import Path
 
 from .._config import data_home
+from .._terminals import env_bin
 from ._errors import EnvError
 
 __all__ = ["DEFAULT_ENV_NAME", "ENV_VAR", "env_bin", "env_python", "evox_location"]
@@ -28,11 +29,6 @@ def evox_location(value: str | None = None) -> Path:
     if not _NAME.match(raw):
         raise EnvError(f"invalid environment name {raw!r}: use letters, digits, '.', '_' or '-', or give a path")
     return data_home() / "envs" / raw
-
-
-def env_bin(env: Path) -> Path:
-    """The folder of the environment's executables: ``Scripts`` on Windows, ``bin`` elsewhere."""
-    return env / ("Scripts" if os.name == "nt" else "bin")
 
 
 def env_python(env: Path) -> Path:
