@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -284,3 +285,18 @@ def test_writing_the_terminals_loads_neither_the_web_stack_nor_the_manager(
     worker.wait_output("web stack:")
     assert (block / "terminal.sh").is_file()
     assert "web stack: [] manager: " + str(not IN_A_VENV) in worker.output
+
+
+def test_no_top_level_libs_package_is_installed(tmp_path: Path) -> None:
+    """`libs` belongs to each block folder (it re-exports qe.bridge): an installed one would clash with it."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    probe = subprocess.run(
+        [sys.executable, "-c", "import importlib.util; print(importlib.util.find_spec('libs'))"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    )
+    assert probe.stdout.strip() == "None"
