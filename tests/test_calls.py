@@ -163,3 +163,39 @@ def test_workers_reconnect_and_serve_after_the_nexus_restarts(tmp_path: Path, un
     finally:
         worker.stop()
         nexus.stop()
+
+
+async def test_app_api_says_no_worker_online_within_a_second(make_app, unique_app, qe_nexus: Nexus):
+    app = unique_app("gone")
+    qe_nexus.new_app(app)  # registered, no worker running
+    caller = await make_app(unique_app("caller"), "pycaller")
+    started = time.monotonic()
+    reply = await caller.api(app=app, cmd="ping", timeout=30)
+    elapsed = time.monotonic() - started
+    assert reply == {"code": 503, "error": f"no worker online: {app}"}
+    assert elapsed < 1.0, f"'no worker online' took {elapsed:.2f} s; it must not wait for the timeout"
+
+
+async def test_app_call_raises_no_worker_online_and_call_timeout_with_their_codes(make_app, unique_app, qe_nexus):
+    from qe.bridge import APISpecs, CallTimeout, NoWorkerOnline, QEError
+
+    nobody = unique_app("gone")
+    qe_nexus.new_app(nobody)
+    slow_app = unique_app("slow")
+    slow = await make_app(slow_app, "pyslow")
+
+    @slow.nexus.API("sleep")
+    async def sleep(specs: APISpecs) -> dict:
+        await asyncio.sleep(float(specs.body["s"]))
+        return {"slept": True}
+
+    caller = await make_app(unique_app("caller"), "pycaller")
+    with pytest.raises(NoWorkerOnline) as none:
+        await caller.call(app=nobody, cmd="ping", timeout=30)
+    assert none.value.code == 503 and str(none.value) == f"no worker online: {nobody}"
+    with pytest.raises(CallTimeout) as late:
+        await caller.call(app=slow_app, cmd="sleep", body={"s": 5}, timeout=0.5)
+    assert late.value.code == 504 and late.value.timeout == 0.5
+    assert str(late.value) == f"timeout: no answer from {slow_app} within 0.5 s"
+    assert isinstance(none.value, QEError) and isinstance(late.value, QEError)
+    assert await caller.call(app=slow_app, cmd="sleep", body={"s": 0}) == {"code": 0, "slept": True}
