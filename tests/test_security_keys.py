@@ -156,6 +156,6 @@ async def _is(probe: Callable[[], Awaitable[str | None]], expected: str | None) 
 def test_key_files_and_the_server_config_are_owner_only(qe_nexus: Nexus, tmp_path: Path, unique_app) -> None:
     block = qe_nexus.new_block(tmp_path, unique_app("files"))
     paths = qe_nexus.paths
-    for path in (block / "qe.key", paths.owner_key, paths.control_key, paths.nats_conf):
+    for path in (block / "qe.key", paths.owner_key, paths.control_key, paths.system_key, paths.nats_conf):
         mode = stat.S_IMODE(path.stat().st_mode)
         assert mode == 0o600, f"{path} has mode {oct(mode)}"

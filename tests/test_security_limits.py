@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
+from conftest import run_qe
 from qe.bridge import APISpecs
 from qe.nexus import ServerSettings
 from qe.nexus._server import render_config
@@ -64,3 +65,44 @@ def test_the_server_config_caps_connections_and_payloads(qe_nexus: Nexus) -> Non
     conf = render_config(qe_nexus.registry, settings, qe_nexus.paths)
     assert conf["max_connections"] == 100 and conf["max_payload"] == 4096
     assert all("permissions" in user for user in conf["authorization"]["users"][1:])
+
+
+async def test_a_key_beyond_its_connection_limit_has_the_newest_connection_closed_and_the_rest_stay(
+    qe_nexus: Nexus, unique_app
+) -> None:
+    app = unique_app("conns")
+    key = qe_nexus.new_app(app)
+    other_key = qe_nexus.new_app(unique_app("conns"))
+    result = run_qe(qe_nexus, "key", "limit", app, "2")
+    assert result.returncode == 0, result.stderr
+    assert "may hold 2 connections" in result.stdout
+    assert "max 2 connections" in run_qe(qe_nexus, "key", "list", app).stdout
+
+    first = await Raw(key).connect(qe_nexus.url)
+    second = await Raw(key).connect(qe_nexus.url)
+    others = [await Raw(other_key).connect(qe_nexus.url) for _ in range(3)]  # another key: its own count
+    third = await Raw(key).connect(qe_nexus.url)
+    try:
+        await asyncio.wait_for(third.disconnected.wait(), 5.0)  # closed by the Nexus
+        for raw in (first, second, *others):
+            await raw.conn.flush(timeout=2)  # still connected and served
+            assert not raw.disconnected.is_set()
+    finally:
+        for raw in (first, second, third, *others):
+            await raw.close()
+
+
+def test_a_worker_started_beyond_its_keys_connection_limit_exits_with_a_clear_message(
+    qe_nexus: Nexus, qe_worker, unique_app, tmp_path
+) -> None:
+    app = unique_app("connw")
+    block = qe_nexus.new_block(tmp_path, app)
+    assert run_qe(qe_nexus, "key", "limit", app, "1").returncode == 0
+    qe_worker(block)  # the one connection the key may hold
+
+    extra = qe_worker(block, "resource=pyextra", wait=False)
+    assert extra.wait(timeout=20) == 1
+    assert "too many connections with this key (its limit is 1)" in extra.output
+    assert "Traceback" not in extra.output
+    ping = run_qe(qe_nexus, "call", app, "ping")
+    assert ping.returncode == 0 and '"pong": true' in ping.stdout  # the first one still serves

@@ -77,7 +77,12 @@ def test_a_worker_with_a_revoked_key_says_so_and_no_log_holds_a_key(
         worker.stop()
     assert key.seed not in worker.output
 
-    secrets = {key.seed, qe_nexus.registry.cli_key().seed, qe_nexus.registry.control_key().seed}
+    secrets = {
+        key.seed,
+        qe_nexus.registry.cli_key().seed,
+        qe_nexus.registry.control_key().seed,
+        qe_nexus.registry.system_key().seed,
+    }
     logs = [p for p in qe_nexus.paths.logs.iterdir() if p.is_file()]
     assert logs
     status = run_qe(qe_nexus, "status", "--json")

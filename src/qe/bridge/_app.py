@@ -16,6 +16,7 @@ from typing import Any
 from .. import __version__
 from .._config import WorkerSettings, is_loopback_url
 from .._errors import (
+    Busy,
     CallTimeout,
     ConfigError,
     DuplicateResource,
@@ -384,7 +385,8 @@ class App(EventsMixin, MessagingMixin):
             try:
                 reply = await self.client.request(
                     sys_subject("register", self.identity),
-                    encode(self._presence()),
+                    # the connection's id: a key over its connection limit is refused by name
+                    encode({**self._presence(), "cid": self.client.nc.client_id}),
                     timeout=REGISTER_TIMEOUT,
                     target="the control plane",
                 )
@@ -419,6 +421,10 @@ class App(EventsMixin, MessagingMixin):
             await self._register()
         except DuplicateResource:
             log.error("after reconnecting, %s is held by another block; stopping", self.jid)
+            self._own(self.stop(), "stop")
+            return
+        except Busy as exc:
+            log.error("after reconnecting, the Nexus refused %s (%s); stopping", self.jid, exc)
             self._own(self.stop(), "stop")
             return
         except QEError as exc:

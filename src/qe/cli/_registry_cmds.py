@@ -19,6 +19,7 @@ import rich_click as click
 from .._config import data_home
 from .._errors import QEError
 from ..nexus import NexusPaths, Registry, apply_registry
+from ..nexus._registry import DEFAULT_KEY_CONNECTIONS
 
 __all__ = ["app", "key", "user"]
 
@@ -196,6 +197,20 @@ def key_revoke(app_name: str, uid: str | None, public: str | None, all_keys: boo
     click.echo(f"revoked {count} key{'s' if count != 1 else ''} of {app_name}")
 
 
+@key.command("limit")
+@click.argument("app_name", metavar="APP")
+@click.argument("connections", type=click.IntRange(1, 1_000_000))
+@click.option("--uid", default=None, help="Whose keys (default: the app's owner).")
+def key_limit(app_name: str, connections: int, uid: str | None) -> None:
+    """Let each key of APP hold at most CONNECTIONS open connections (default 256).
+
+    Connections beyond it are closed by the Nexus; a worker started beyond it exits with
+    "too many connections".
+    """
+    _, count = _change(lambda r: r.set_connection_limit(app_name, uid, connections))
+    click.echo(f"{count} key{'s' if count != 1 else ''} of {app_name} may hold {connections} connections each")
+
+
 @key.command("list")
 @click.argument("app_name", metavar="APP")
 def key_list(app_name: str) -> None:
@@ -205,4 +220,5 @@ def key_list(app_name: str) -> None:
     except QEError as exc:
         _fail(exc.message)
     for pub, info in sorted(registry.app_keys(app_name).items()):
-        click.echo(f"{pub}  {info['uid']}  {info.get('label', '')}")
+        limit = info.get("max_connections", DEFAULT_KEY_CONNECTIONS)
+        click.echo(f"{pub}  {info['uid']}  {info.get('label', '')}  max {limit} connections")

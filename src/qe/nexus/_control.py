@@ -26,6 +26,7 @@ from .._errors import BadRequest, DuplicateResource, NoWorkerOnline, QEError
 from .._names import Identity, check_any_resource, check_app, to_subject
 from .._wire import decode_object, encode
 from ..bridge._client import NexusClient
+from ._connlimits import ConnectionLimits
 from ._presence import Block, Presence
 from ._registry import SYSTEM_APP, SYSTEM_UID, Registry
 
@@ -42,9 +43,10 @@ CONTROL_IDENTITY = Identity(SYSTEM_APP, SYSTEM_UID, "nexusd")
 
 
 class ControlPlane:
-    def __init__(self, registry: Registry, client: NexusClient) -> None:
+    def __init__(self, registry: Registry, client: NexusClient, limits: ConnectionLimits | None = None) -> None:
         self.registry = registry
         self.client = client
+        self.limits = limits
         self.presence = Presence()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._probing: set[Identity] = set()
@@ -119,6 +121,8 @@ class ControlPlane:
 
     async def _register(self, sender: Identity, request: dict[str, Any]) -> dict[str, Any]:
         instance = self._instance(request)
+        if self.limits is not None:
+            await self.limits.check_register(request.get("cid"))
         holder = self.presence.get(sender)
         if holder is not None and holder.instance != instance and await self._alive(holder):
             where = f"pid {holder.info.get('pid')} on {holder.info.get('host')}"
@@ -222,6 +226,8 @@ class ControlPlane:
             self._registry_mtime = mtime
             if not self._reload_registry():
                 continue
+            if self.limits is not None:
+                self.limits.enforce()
             for name, info in self.registry.data["apps"].items():
                 await self.client.nc.publish(
                     f"nx.evt.{name}.app", encode({"owner": info["owner"], "partners": info.get("partners", [])})

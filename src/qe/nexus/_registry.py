@@ -31,6 +31,7 @@ SYSTEM_APP = "qe"  # the app of the CLI and the control plane
 SYSTEM_UID = "system"  # the control plane's uid; no person may take it
 _SCHEMA = 1
 CLI_LABEL = "cli"  # the local owner's CLI key (owner.key): never revoked by app-wide commands
+DEFAULT_KEY_CONNECTIONS = 256  # open connections one key may hold (``qe key limit`` changes it)
 
 
 @dataclass(frozen=True)
@@ -81,6 +82,11 @@ class NexusPaths:
         return self.root / "nexusd.key"
 
     @property
+    def system_key(self) -> Path:
+        """The control plane's key in nats-server's system account (connection events, kicks)."""
+        return self.root / "system.key"
+
+    @property
     def owner_key(self) -> Path:
         """The local owner's key for the ``qe`` app, used by the CLI."""
         return self.root / "owner.key"
@@ -111,7 +117,14 @@ class Registry:
         with FileLock(str(paths.lock), timeout=10):
             if not paths.registry.exists():
                 cls._bootstrap(paths)
-            return cls(paths, cls._read(paths))
+            data = cls._read(paths)
+            if not data.get("system") or not paths.system_key.exists():
+                # registries made before connection limits: add the system-account key
+                system = generate_key(SYSTEM_APP, SYSTEM_UID)
+                write_secret_file(paths.system_key, system.secret)
+                data["system"] = system.public
+                cls._write(paths, data)
+            return cls(paths, data)
 
     @staticmethod
     def _read(paths: NexusPaths) -> dict[str, Any]:
@@ -188,6 +201,17 @@ class Registry:
     def control_key(self) -> AppKey:
         return read_key_file(self.paths.control_key)
 
+    def system_key(self) -> AppKey:
+        return read_key_file(self.paths.system_key)
+
+    def connection_limit(self, public: str) -> int | None:
+        """How many connections the key ``public`` may hold at once (None: not an app key)."""
+        info = self.data["keys"].get(public)
+        if not isinstance(info, dict):
+            return None
+        limit = info.get("max_connections", DEFAULT_KEY_CONNECTIONS)
+        return limit if isinstance(limit, int) and limit > 0 else DEFAULT_KEY_CONNECTIONS
+
     # -- changes ---------------------------------------------------------------------------
 
     def add_user(self, uid: str) -> None:
@@ -251,6 +275,27 @@ class Registry:
             info["partners"] = sorted(partners)
             return True
 
+    def set_connection_limit(self, app: str, uid: str | None, limit: int) -> int:
+        """Let each key of ``app`` held by ``uid`` (default: the owner) hold ``limit`` connections.
+
+        Returns how many keys changed; the control plane closes connections beyond the limit.
+        """
+        if not isinstance(limit, int) or isinstance(limit, bool) or not 1 <= limit <= 1_000_000:
+            raise BadRequest("a connection limit is a whole number from 1 to 1000000")
+        with self.edit() as data:
+            info = data["apps"].get(app)
+            if info is None:
+                raise BadRequest(f"unknown app {app!r}")
+            uid = uid or info["owner"]
+            changed = 0
+            for k in data["keys"].values():
+                if k["app"] == app and k["uid"] == uid:
+                    k["max_connections"] = limit
+                    changed += 1
+            if not changed:
+                raise BadRequest(f"{uid}@{app} has no key (create one with 'qe key create {app} --uid {uid}')")
+            return changed
+
     def app_keys(self, app: str, uid: str | None = None) -> dict[str, dict[str, Any]]:
         """The public keys of ``app`` (held by ``uid`` if given) and what is known of them."""
         return {
@@ -274,9 +319,12 @@ class Registry:
                 for pub, k in data["keys"].items()
                 if k["app"] == app and k["uid"] == uid and k.get("label") != CLI_LABEL
             ]
+            limits = [data["keys"][pub]["max_connections"] for pub in doomed if "max_connections" in data["keys"][pub]]
             for pub in doomed:
                 del data["keys"][pub]
             data["keys"][key.public] = {"app": app, "uid": uid, "created": time.time(), "label": label}
+            if limits:  # the new key keeps the limit its predecessors had
+                data["keys"][key.public]["max_connections"] = max(limits)
             return key, len(doomed)
 
     def revoke_keys(

@@ -30,6 +30,7 @@ __all__ = ["LOOPBACK_HOSTS", "NatsProcess", "ServerSettings", "find_nats_server"
 READY_TIMEOUT = 15.0
 
 
+SYSTEM_ACCOUNT = "SYS"
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 
 
@@ -40,8 +41,8 @@ class ServerSettings:
     ``tls``: serve only TLS, with ``tls_cert``/``tls_key`` or (when empty) the local CA's
     certificate (:func:`qe._tls.ensure_local_ca`). A non-loopback ``host`` needs TLS unless
     ``insecure_remote`` says the user accepts plain text on the network.
-    ``max_connections``: the server-wide connection limit (nats-server has no per-user limit
-    for users in its config file; see docs/SECURITY.md).
+    ``max_connections``: the server-wide connection limit; each key's own limit is enforced by
+    the control plane (:mod:`qe.nexus._connlimits`, ``qe key limit``).
     """
 
     host: str = "127.0.0.1"
@@ -151,6 +152,10 @@ def render_config(registry: Registry, settings: ServerSettings, paths: NexusPath
         "ping_max": 2,
         "max_connections": settings.max_connections,
         "authorization": {"users": users},
+        # the control plane's second connection: server events (who connects with which key)
+        # and kicks, for the per-key connection limits (qe.nexus._connlimits)
+        "accounts": {SYSTEM_ACCOUNT: {"users": [{"nkey": registry.data["system"]}]}},
+        "system_account": SYSTEM_ACCOUNT,
     }
     tls = settings.tls_files(paths)
     if tls is not None:

@@ -26,7 +26,9 @@ from filelock import FileLock, Timeout
 
 from .._errors import ConfigError, NexusUnavailable
 from .._process import pid_alive
+from .._tls import client_context
 from ..bridge._client import NexusClient
+from ._connlimits import ConnectionLimits
 from ._control import CONTROL_IDENTITY, ControlPlane
 from ._registry import NexusPaths, Registry
 from ._server import NatsProcess, ServerSettings, reload_server, write_config
@@ -117,11 +119,14 @@ async def _run_locked(
     client = NexusClient(
         CONTROL_IDENTITY, registry.control_key(), (settings.url,), name="qe-nexusd", tls_ca=settings.client_ca(paths)
     )
-    control = ControlPlane(registry, client)
+    tls = client_context(settings.client_ca(paths)) if settings.tls else None
+    limits = ConnectionLimits(registry, (settings.url,), tls=tls)
+    control = ControlPlane(registry, client, limits)
     watchdog: asyncio.Task[None] | None = None
     try:
         await client.connect()
         await control.start()
+        await limits.start()
         state = NexusState(os.getpid(), server.pid or 0, settings.url, str(paths.home), time.time(), asdict(settings))
         tmp = paths.state.with_name("state.json.tmp")
         tmp.write_text(json.dumps(asdict(state)))
@@ -135,6 +140,7 @@ async def _run_locked(
         if watchdog is not None:
             watchdog.cancel()
             await asyncio.gather(watchdog, return_exceptions=True)
+        await limits.stop()
         await control.stop()
         await client.close()
         await asyncio.to_thread(server.stop)
