@@ -15,7 +15,18 @@ from typing import Any
 import pytest
 
 import qe.bridge._messaging
-from qe.bridge import App, Busy, Forbidden, InvalidBody, MessageSpecs, NoWorkerOnline, PayloadTooLarge
+from qe.bridge import (
+    APISpecs,
+    App,
+    Busy,
+    DuplicateResource,
+    Forbidden,
+    InvalidBody,
+    MessageSpecs,
+    NoWorkerOnline,
+    PayloadTooLarge,
+)
+from qe.nexus._control import EXPIRY
 from qe.testing import Nexus
 from waiting import until, until_async
 
@@ -258,6 +269,38 @@ async def test_find_lists_blocks_with_their_fields_and_a_clean_stop_at_once(make
     assert isinstance(block["pid"], int) and block["host"] and block["since"] > 0
     await two.stop()
     assert (await one.find(app=app))["jids"] == [one.jid], "a clean stop is reflected at once"
+
+
+async def test_a_worker_whose_only_slot_is_busy_stays_in_find_and_keeps_its_resource(
+    make_app, unique_app, qe_nexus: Nexus
+):
+    app = unique_app("busy")
+    key = qe_nexus.new_app(app).secret
+    worker = await make_app(app, "pybusy", key=key, concurrency=1)
+    started, release = asyncio.Event(), asyncio.Event()
+
+    @worker.nexus.API("hold")
+    async def hold(specs: APISpecs) -> dict[str, Any]:
+        started.set()
+        await release.wait()
+        return {"held": True}
+
+    watcher = await make_app(unique_app("watch"), "pywatch")
+    call = asyncio.create_task(watcher.api(app=app, cmd="hold", timeout=60))
+    await asyncio.wait_for(started.wait(), 10)
+    assert (await watcher.api(cmd="ping", jid=worker.jid, timeout=0.5))["code"] == 504, "even a ping waits in line"
+    # busy for longer than the control plane waits for a heartbeat: still listed all along
+    end = time.monotonic() + EXPIRY + 1.0
+    while time.monotonic() < end:
+        assert (await watcher.find(app=app))["jids"] == [worker.jid]
+        await asyncio.sleep(0.2)
+    # and still the live holder of its name: a second worker with the same resource is refused
+    with pytest.raises(DuplicateResource, match="already online") as refused:
+        await make_app(app, "pybusy", key=key)
+    assert refused.value.code == 409
+    assert (await watcher.find(app=app))["jids"] == [worker.jid]
+    release.set()
+    assert await call == {"code": 0, "held": True}
 
 
 async def test_find_reflects_a_crash_within_3_seconds(make_app, unique_app):
