@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import shutil
 import urllib.request
@@ -11,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from qe.bridge import APISpecs, ConfigError, UsageError
+from qe.bridge import APISpecs, ConfigError, SetTimeout, UsageError
 from qe.testing import Nexus, free_port
 
 BLOCKS = Path(__file__).parent / "blocks"
@@ -77,6 +78,40 @@ async def test_blocking_calls_inside_the_running_loop_are_refused_clearly(make_a
         worker.find_sync()
     with pytest.raises(UsageError, match=r"await App.api"):
         worker.api_sync(cmd="ping", jid=worker.jid)
+
+
+async def test_find_and_api_used_without_await_inside_the_loop_say_to_await_them(make_app, unique_app):
+    worker = await make_app(unique_app("noawait"), "pynoawait")
+    with pytest.raises(UsageError, match=r"App\.find\(\.\.\.\) was used without `await`.*write `await App\.find"):
+        worker.find()["jids"]
+    with pytest.raises(UsageError, match=r"write `await App\.api\(\.\.\.\)`"):
+        worker.api(cmd="ping", jid=worker.jid)["code"]
+    for misuse in (
+        lambda: "jids" in worker.find(),
+        lambda: worker.find().get("jids"),
+        lambda: bool(worker.api(cmd="ping", jid=worker.jid)),
+        lambda: list(worker.find(app=worker.app)),
+    ):
+        with pytest.raises(UsageError, match="await"):
+            misuse()
+    # where it happens in practice: a sync callback on the loop, such as a timer's
+    errors: list[Exception] = []
+    fired = asyncio.Event()
+
+    def tick() -> None:
+        try:
+            worker.find()["jids"]
+        except Exception as exc:
+            errors.append(exc)
+        fired.set()
+
+    SetTimeout(tick, 10).start()
+    await asyncio.wait_for(fired.wait(), 10)
+    assert [type(e) for e in errors] == [UsageError] and "`await App.find(...)`" in str(errors[0])
+    gc.collect()  # the refused calls were closed: no "coroutine was never awaited" warning (an error here)
+    # awaited, the same calls work
+    assert (await worker.find())["jids"] == [worker.jid]
+    assert (await worker.api(cmd="ping", jid=worker.jid))["code"] == 0
 
 
 async def test_a_sync_handler_can_call_find_and_api_without_await(make_app, unique_app):
