@@ -18,8 +18,9 @@ from hypothesis import strategies as st
 
 from conftest import run_qe
 from qe._errors import QEError
+from qe._names import check_channel
 from qe._wire import decode_object
-from qe.bridge import APISpecs
+from qe.bridge import APISpecs, App
 from qe.bridge._app import request_find
 from qe.bridge._dispatch import Dispatcher
 from qe.testing import Nexus
@@ -178,3 +179,72 @@ def test_qe_call_answers_garbage_arguments_with_a_clear_error(qe_nexus: Nexus, a
         assert_clear(json.loads(result.stdout))
     else:
         assert result.stderr.strip()  # the reason is said
+
+
+# -- names on every SDK entry point and in the messaging commands ------------------------------
+
+hostile_names = st.one_of(
+    cli_text,
+    st.sampled_from(["", " ", "a.b", "*", ">", "a>", "nx.api", "py", "é", "x" * 300, "-x", "UPPER", "ok-name"]),
+)
+
+
+@pytest.fixture(scope="module")
+def named_worker(loop: asyncio.AbstractEventLoop, qe_nexus: Nexus) -> Iterator[App]:
+    key = qe_nexus.new_app("hostilenames")
+    worker = App(resource="pynames", key=key.secret, nexus=qe_nexus.url, autostart=False, autostart_nexus=False)
+    loop.run_until_complete(worker.start())
+    yield worker
+    loop.run_until_complete(worker.stop())
+
+
+def is_clear_refusal(exc: QEError) -> bool:
+    return exc.code in (400, 503) and bool(exc.message)
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(name=hostile_names)
+def test_every_sdk_entry_point_refuses_a_bad_name_clearly_and_the_worker_keeps_serving(
+    loop: asyncio.AbstractEventLoop, named_worker: App, name: str
+) -> None:
+    async def go() -> None:
+        worker = named_worker
+        for reply in (
+            await worker.api(app=name, cmd="ping", timeout=2),
+            await worker.api(jid=name, cmd="ping", timeout=2),
+            await worker.find(app=name),
+        ):
+            assert_clear(reply)
+            assert reply["code"] in (0, 400, 503), reply  # a bad name, or no such worker: never a hang
+        for attempt in (
+            lambda: worker.direct(app=name, body={"x": 1}, timeout=2),
+            lambda: worker.direct(jid=name, body={"x": 1}, timeout=2),
+            lambda: worker.subscribe(name),
+            lambda: worker.sendtochannel(name, {"x": 1}),
+            lambda: worker.unsubscribe(name),
+        ):
+            try:
+                await attempt()
+            except QEError as exc:
+                assert is_clear_refusal(exc), exc.to_wire()
+        assert (await worker.api(app="hostilenames", cmd="ping", timeout=5))["pong"] is True
+
+    loop.run_until_complete(asyncio.wait_for(go(), 30))
+
+
+@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(name=hostile_names, body=cli_text | st.sampled_from(["{}", "[1]", "1", "null", '"x"', "{"]))
+def test_the_messaging_commands_answer_garbage_arguments_with_a_clear_error(
+    qe_nexus: Nexus, name: str, body: str
+) -> None:
+    commands = [["direct", name, body, "--timeout", "2"], ["send", name, body], ["find", name]]
+    try:
+        check_channel(name)
+    except QEError:
+        commands.append(["listen", name, "--count", "1"])  # a valid channel would wait for a message
+    for args in commands:
+        result = run_qe(qe_nexus, *args, timeout=30)
+        assert "Traceback" not in result.stderr, result
+        if result.returncode != 0:
+            assert result.returncode in (1, 2), result
+            assert result.stderr.strip(), result  # the reason is said
