@@ -13,6 +13,7 @@ from qe._config import WorkerSettings
 from qe._errors import ConfigError, InvalidName, QEError, error_from_wire
 from qe._keys import AppKey, generate_key
 from qe._names import check_app, check_resource, parse_jid
+from qe._scaffold import write_block
 from qe.bridge import APISpecs
 from qe.bridge._dispatch import Dispatcher
 
@@ -54,6 +55,18 @@ def test_settings_come_from_file_then_code_then_env_then_args(tmp_path: Path, ke
     assert (from_env.resource, from_env.nexus) == ("pyenv", ("nats://127.0.0.1:2",))
     from_args = WorkerSettings.build({"resource": "pycode"}, argv=["resource=pyarg", "-v"], env=env, block_dir=tmp_path)
     assert from_args.resource == "pyarg"
+
+
+def test_the_block_config_qe_new_writes_is_read_and_its_resource_line_works_uncommented(
+    tmp_path: Path, key: AppKey
+) -> None:
+    folder = write_block(tmp_path, key, "nats://127.0.0.1:7999").folder
+    settings = WorkerSettings.build({}, argv=[], env={}, block_dir=folder)
+    assert (settings.app, settings.resource, settings.nexus) == ("emyapp", "python", ("nats://127.0.0.1:7999",))
+    config = folder / "qe.toml"
+    config.write_text(config.read_text().replace('# resource = "pyworker1"', 'resource = "pyworker1"'))
+    assert WorkerSettings.build({}, argv=[], env={}, block_dir=folder).resource == "pyworker1"
+    assert WorkerSettings.build({"resource": "python"}, argv=[], env={}, block_dir=folder).resource == "python"
 
 
 def test_settings_refuse_a_key_of_another_app(tmp_path: Path, key: AppKey) -> None:

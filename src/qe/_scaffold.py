@@ -70,7 +70,12 @@ def write_block(
         "# QE block configuration (see 'qe new --help'); the key lives in qe.key, never here.\n"
         f'app = "{key.app}"\n'
         f'nexus = "{nexus_url}"\n'
-        f'key_file = "{KEY_FILE}"\n' + (f"tls_ca = {json.dumps(str(tls_ca))}\n" if tls_ca is not None else "")
+        f'key_file = "{KEY_FILE}"\n'
+        + (f"tls_ca = {json.dumps(str(tls_ca))}\n" if tls_ca is not None else "")
+        + "# The block's resource (starts with 'py', unique among the app's online blocks) is the one\n"
+        "# run.py gives App(resource=...); a value here is used only when the code gives none, and\n"
+        "# 'python run.py resource=pyworker2' (or QE_RESOURCE) overrides both.\n"
+        '# resource = "pyworker1"\n'
     )
     written.append(BLOCK_CONFIG)
     write_secret_file(folder / KEY_FILE, key.secret + "\n")
