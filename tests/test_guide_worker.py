@@ -176,6 +176,20 @@ def test_qe_up_detach_status_and_down_manage_the_background_nexus(tmp_path: Path
     assert run_qe(nexus, "status").returncode == 3
 
 
+def test_qe_up_on_a_port_in_use_says_so_in_one_line_and_leaves_nothing_running(tmp_path: Path) -> None:
+    import socket
+
+    nexus = Nexus(tmp_path / "home")
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", nexus.port))
+        taken.listen()
+        up = run_qe(nexus, "up", "--port", str(nexus.port), "--no-manager")
+    assert up.returncode == 1, up
+    assert f"port {nexus.port} is already in use" in up.stderr
+    assert "Traceback" not in up.stderr + up.stdout
+    assert not nexus.running()
+
+
 def test_qe_up_in_the_foreground_stops_cleanly_on_ctrl_c(tmp_path: Path) -> None:
     nexus = Nexus(tmp_path / "home")
     proc = subprocess.Popen(

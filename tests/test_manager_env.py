@@ -189,3 +189,20 @@ def test_the_worker_sdk_does_not_load_the_web_stack() -> None:
     code = "import sys, qe.bridge; print(sorted({m.split('.')[0] for m in sys.modules} & {'starlette', 'uvicorn'}))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_the_first_qe_run_creates_evox_and_then_runs_the_block_in_it(
+    qe_nexus: Nexus, tmp_path: Path, unique_app
+) -> None:
+    location = tmp_path / "evox-first"
+    # a quick environment: the "SDK" is a tiny wheel (QE_SDK_SPEC), and run.py only reports where it runs
+    env = dict(qe_nexus.env, QE_EVOX=str(location), QE_SDK_SPEC=str(make_wheel(tmp_path / "w", "qetinyr")))
+    block = qe_nexus.new_block(tmp_path, unique_app("first"))
+    (block / "run.py").write_text("import sys, qetinyr\nprint('ran in', sys.prefix, qetinyr.VALUE)\n")
+    assert not location.exists()
+
+    ran = qe(env, "run", str(block))
+    assert ran.returncode == 0, ran.stderr
+    assert "creating evox" in ran.stderr
+    assert f"ran in {location} tiny" in ran.stdout
+    assert (location / "pyvenv.cfg").is_file()
