@@ -10,6 +10,8 @@ import sys
 import threading
 from typing import Any
 
+import pytest
+
 import qe.bridge._longcalls
 from qe.bridge import APISpecs, App
 from qe.testing import Nexus
@@ -99,6 +101,22 @@ async def test_a_caller_that_gives_up_before_the_worker_names_itself_still_cance
     await until(lambda: sum(s.cancelled for s in slows) == 1)
     assert sum(s.started for s in slows) == 1
     assert "ignored a cancel" not in caplog.text, "the worker that did not run the call ignores it quietly"
+
+
+@pytest.mark.parametrize("by", ["app", "jid"])
+async def test_a_caller_cancelled_right_after_sending_still_cancels_the_handler(make_app, unique_app, by: str):
+    app = unique_app("cxnow")
+    worker = await make_app(app, "pyslow")
+    slow = Slow(worker)
+    caller = await make_app(unique_app("caller"), "pycaller")
+    target: dict[str, Any] = {"app": app} if by == "app" else {"jid": worker.jid}
+    for n in range(1, 4):
+        call = asyncio.create_task(caller.api(cmd="wait", **target))
+        await asyncio.sleep(0)  # one loop turn: the request is sent, and the cancel follows it at once
+        call.cancel()
+        await asyncio.gather(call, return_exceptions=True)
+        # the call and its cancel may reach the worker in one read: the cancel must still find the call
+        await until(lambda n=n: slow.cancelled == n, 5, lambda: f"{slow.cancelled} of {slow.started} calls cancelled")
 
 
 async def test_a_cancelled_caller_task_cancels_the_handler(make_app, unique_app):

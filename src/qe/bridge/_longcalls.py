@@ -89,6 +89,11 @@ class LongCalls:
                 log.warning("ignored a cancel from %s@%s for a call it did not make", parts[7], parts[6])
             return
         call = self.dispatcher.calls.get(reply)
+        if call is None:
+            # a caller that gave up at once: its call came in the same read, and (3.11, no eager
+            # tasks) the call's task, scheduled before this callback ran, registers it on this turn
+            await asyncio.sleep(0)
+            call = self.dispatcher.calls.get(reply)
         task = call[0] if call is not None else None
         if task is not None and not task.done():
             log.info("the caller %s@%s/%s gave up; cancelling its call", parts[7], parts[6], parts[8])
