@@ -6,7 +6,6 @@ import asyncio
 import itertools
 import re
 import shutil
-import signal
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -332,7 +331,7 @@ async def test_find_reflects_a_killed_worker_process_within_3_seconds(
     watcher = await make_app(unique_app("watch"), "pywatch")
     jid = f"{qe_nexus.registry.owner}@{app}/pyprobe"
     assert (await watcher.find(app=app))["jids"] == [jid]
-    worker.proc.send_signal(signal.SIGKILL)  # no goodbye, no unsubscribe: the process is just gone
+    worker.proc.kill()  # SIGKILL: no goodbye, no unsubscribe, the process is just gone
     killed = time.monotonic()
     await asyncio.to_thread(worker.proc.wait, 10)
 
