@@ -148,6 +148,28 @@ async def test_a_direct_to_a_full_lane_is_refused_as_busy_and_the_sender_knows(m
     await until(lambda: held.handled == [0, 1, 2, 4])
 
 
+async def test_a_channel_message_to_a_full_lane_waits_for_room_and_none_is_lost(make_app, unique_app, monkeypatch):
+    monkeypatch.setattr(qe.bridge._messaging, "LANE_LIMIT", 2)
+    channel = unique_app("chfull")
+    sender = await make_app(unique_app("chfullsnd"), "pysender")
+    worker = await make_app(unique_app("chfullrcv"), "pyfull")
+    release = asyncio.Event()
+    handled: list[int] = []
+
+    @worker.nexus.Channel(channel)
+    async def on_message(specs: MessageSpecs) -> None:
+        await release.wait()
+        handled.append(specs.body["n"])
+
+    await worker.subscribe(channel)
+    for n in range(8):  # one in the handler, two in the lane, the rest wait for room
+        await sender.sendtochannel(channel, {"n": n})
+    lanes = worker._messaging._lanes
+    await until(lambda: channel in lanes and lanes[channel].full())  # the rest wait for room
+    release.set()
+    await until(lambda: handled == list(range(8)))
+
+
 async def test_directs_already_taken_are_handled_when_the_worker_stops_cleanly(make_app, unique_app):
     app = unique_app("dmstop")
     worker = await make_app(app, "pystop")

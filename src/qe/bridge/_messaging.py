@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
@@ -46,32 +47,67 @@ ACK = encode({"code": 0})
 
 
 class _Lane:
-    """One intake's messages, handled one after another, in arrival order, by one owned task."""
+    """One intake's messages, handled one after another, in arrival order, by one owned task.
+
+    A deque and a wake-up future rather than an ``asyncio.Queue``: a lane sits on the path of
+    every channel delivery, and the queue's bookkeeping cost more than the rest of a delivery.
+    """
 
     def __init__(self, name: str, handlers: Callable[[], list[MessageHandler]]) -> None:
         self.name = name
         self.handlers = handlers
-        self.queue: asyncio.Queue[MessageSpecs] = asyncio.Queue(LANE_LIMIT)
-        self.task = asyncio.get_running_loop().create_task(self._run(), name=f"qe:lane {name or 'directs'}")
+        self.items: deque[MessageSpecs] = deque()
+        self._loop = asyncio.get_running_loop()
+        self._wakeup: asyncio.Future[None] | None = None  # set while the task waits for messages
+        self._idle = asyncio.Event()  # nothing queued and nothing being handled
+        self._idle.set()
+        self._room = asyncio.Event()  # below LANE_LIMIT
+        self._room.set()
+        self.task = self._loop.create_task(self._run(), name=f"qe:lane {name or 'directs'}")
+
+    def full(self) -> bool:
+        return len(self.items) >= LANE_LIMIT
+
+    def put_nowait(self, specs: MessageSpecs) -> None:
+        self.items.append(specs)
+        self._idle.clear()
+        wakeup = self._wakeup
+        if wakeup is not None and not wakeup.done():
+            wakeup.set_result(None)
+
+    async def put(self, specs: MessageSpecs) -> None:
+        """Queue ``specs``, waiting while the lane is full."""
+        while self.full():
+            self._room.clear()
+            await self._room.wait()
+        self.put_nowait(specs)
 
     async def _run(self) -> None:
+        items = self.items
         while True:
-            specs = await self.queue.get()
-            try:
-                for handler in self.handlers():
-                    try:
-                        await run_handler(handler, specs)
-                    except Exception:
-                        log.exception("message handler %s failed", getattr(handler, "__qualname__", handler))
-            finally:
-                self.queue.task_done()
+            if not items:
+                self._idle.set()
+                self._wakeup = self._loop.create_future()
+                try:
+                    await self._wakeup
+                finally:
+                    self._wakeup = None
+                continue
+            specs = items.popleft()
+            if not self._room.is_set() and len(items) < LANE_LIMIT:
+                self._room.set()
+            for handler in self.handlers():
+                try:
+                    await run_handler(handler, specs)
+                except Exception:
+                    log.exception("message handler %s failed", getattr(handler, "__qualname__", handler))
 
     async def close(self, deadline: float) -> None:
         """Let the queued messages be handled (``deadline`` seconds at most), then end the task."""
         try:
-            await asyncio.wait_for(self.queue.join(), deadline)
+            await asyncio.wait_for(self._idle.wait(), deadline)
         except TimeoutError:
-            log.warning("%d messages not handled after %g s: dropped", self.queue.qsize(), deadline)
+            log.warning("%d messages not handled after %g s: dropped", len(self.items), deadline)
         self.task.cancel()
         await asyncio.gather(self.task, return_exceptions=True)
 
@@ -210,7 +246,7 @@ class Messaging:
                 log.warning("dropped a message on channel %r from %s: %s", channel, sender.jid, exc.message)
             return
         lane = self._lane(channel)
-        if msg.reply and lane.queue.full():
+        if msg.reply and lane.full():
             busy = Busy(f"busy: {self.me.jid} has {LANE_LIMIT} directs waiting")
             await self._respond(msg.reply, encode(busy.to_wire()))
             return
@@ -228,10 +264,10 @@ class Messaging:
             itsbro=not itsme and sender.uid == me.uid,
         )
         if msg.reply:
-            lane.queue.put_nowait(specs)  # room checked above, with no await in between
+            lane.put_nowait(specs)  # room checked above, with no await in between
             await self._respond(msg.reply, ACK)
         else:
-            await lane.queue.put(specs)  # a channel message waits for room (NATS buffers the rest)
+            await lane.put(specs)  # a channel message waits for room (NATS buffers the rest)
 
     async def _respond(self, reply: str, data: bytes) -> None:
         try:
