@@ -315,6 +315,8 @@ async def test_a_worker_whose_only_slot_is_busy_stays_in_find_and_keeps_its_reso
     while time.monotonic() < end:
         assert (await watcher.find(app=app))["jids"] == [worker.jid]
         await asyncio.sleep(0.2)
+    # its heartbeats carry its load: find shows the call it is running
+    assert (await watcher.find(app=app))["blocks"][0]["inflight"] >= 1
     # and still the live holder of its name: a second worker with the same resource is refused
     with pytest.raises(DuplicateResource, match="already online") as refused:
         await make_app(app, "pybusy", key=key)
