@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import json
 import os
+import signal
+import subprocess
 import sys
 import urllib.request
 from pathlib import Path
+
+import pytest
 
 from manager_kit import EvoxKit, qe
 from qe.manager import RotatingLog, tail_lines
@@ -42,6 +46,34 @@ def test_qe_start_runs_a_block_in_the_background_and_qe_stop_stops_it(
     assert "stopped (stopped on request)" in stopped.stdout
     wait_until(lambda: not _find(evox, app)["jids"], 10, what="the block to leave the Nexus")
     assert "is not running" in qe(evox.env, "stop", block.name, "--dir", str(tmp_path)).stdout
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="a terminal's Ctrl+C is a POSIX process-group signal here")
+def test_qe_run_in_the_foreground_stops_the_worker_cleanly_on_ctrl_c(
+    evox: EvoxKit, qe_nexus: Nexus, tmp_path: Path, unique_app
+) -> None:
+    app = unique_app("fg")
+    block = qe_nexus.new_block(tmp_path, app)
+    # its own process group, like a terminal's foreground job: Ctrl+C reaches qe and the worker
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "qe", "run", block.name, "--dir", str(tmp_path)],
+        env=evox.env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        wait_until(lambda: _find(evox, app)["jids"], 60, what="the block to come online")
+        os.killpg(proc.pid, signal.SIGINT)
+        out, _ = proc.communicate(timeout=30)
+        assert proc.returncode == 0, out
+        assert "stopped" in out and "Traceback" not in out
+        assert _find(evox, app)["jids"] == []  # it said goodbye: gone from find at once
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
 
 
 def test_a_crash_is_shown_with_its_exit_code_and_last_log_lines(
