@@ -12,7 +12,8 @@ from typing import Any
 
 import pytest
 
-from qe.bridge import APISpecs, ConfigError, SetTimeout, UsageError
+from conftest import run_qe
+from qe.bridge import APISpecs, ConfigError, SetTimeout, UsageError, serial_generator
 from qe.testing import Nexus, free_port
 
 BLOCKS = Path(__file__).parent / "blocks"
@@ -127,3 +128,37 @@ async def test_a_sync_handler_can_call_find_and_api_without_await(make_app, uniq
     worker.nexus.API("lookup")(lookup)
     reply = await worker.api(app=app, cmd="lookup")
     assert reply == {"code": 0, "jids": [worker.jid], "pong": {"code": 0, "pong": True}}
+
+
+def test_a_worker_written_as_the_qe_docs_write_theirs_runs_unchanged(
+    qe_nexus: Nexus, qe_worker, unique_app, tmp_path: Path
+) -> None:
+    app = unique_app("docs")
+    block = qe_nexus.new_block(tmp_path, app)
+    shutil.copy(BLOCKS / "docs_style.py", block / "docs_style.py")
+    port = free_port()
+    # the code gives no rest= (App.rest alone turns it on, port 8000); the port here avoids a clash
+    worker = qe_worker(block, f"rest={port}", script="docs_style.py")
+    assert http_get(f"http://127.0.0.1:{port}/") == (200, {"served": "rest", "serial": 8})
+    assert http_get(f"http://127.0.0.1:{port}/items/5") == (200, {"item_id": 5})
+    ping = run_qe(qe_nexus, "call", app, "ping")
+    assert json.loads(ping.stdout) == {"code": 0, "pong": True}
+    assert run_qe(qe_nexus, "direct", app, '{"hello": 1}').returncode == 0
+    worker.wait_output("{'hello': 1}")  # msgreceiver got it
+    worker.wait_output("interval cleared.")
+
+
+async def test_app_rest_with_no_rest_given_serves_on_8000_and_rest_false_refuses_it(make_app, unique_app) -> None:
+    worker = await make_app(unique_app("rest8k"), "pyrest8k", start=False)
+    assert worker.rest is not None
+    assert worker._rest.port == 8000
+    off = await make_app(unique_app("restoff"), "pyrestoff", start=False, rest=False)
+    with pytest.raises(ConfigError, match=r"rest=False"):
+        off.rest  # noqa: B018
+
+
+def test_serial_generator_gives_random_serials_of_the_asked_length() -> None:
+    serials = {serial_generator(12) for _ in range(50)}
+    assert len(serials) == 50 and all(len(s) == 12 and s.isalnum() for s in serials)
+    with pytest.raises(ValueError, match="length"):
+        serial_generator(0)

@@ -32,8 +32,8 @@ from ._names import check_app, check_resource
 
 __all__ = [
     "BLOCK_CONFIG",
-    "DEFAULT_HTTP_PORT",
     "DEFAULT_NATS_PORT",
+    "DEFAULT_REST_PORT",
     "WorkerSettings",
     "data_home",
     "is_loopback_url",
@@ -42,7 +42,7 @@ __all__ = [
 BLOCK_CONFIG = "qe.toml"
 KEY_FILE = "qe.key"
 DEFAULT_NATS_PORT = 7422
-DEFAULT_HTTP_PORT = 7480
+DEFAULT_REST_PORT = 8000  # rest=True, or App.rest used with no rest= given
 DEFAULT_MAX_PAYLOAD = 1024 * 1024  # nats-server's own default
 DEFAULT_CONCURRENCY = 64
 DEFAULT_CALL_TIMEOUT = 30.0
@@ -80,7 +80,7 @@ def _rest(value: object) -> int | None:
     if value is None or value is False:
         return None
     if value is True:
-        return 8000
+        return DEFAULT_REST_PORT
     text = str(value).strip().lower()
     if text in {"0", "false", "no", "off", ""}:
         return None
@@ -146,6 +146,7 @@ class WorkerSettings:
     nexus: tuple[str, ...]
     public: bool = True
     rest: int | None = None
+    rest_off: bool = False  # rest=False given: App.rest is refused rather than served on the default port
     image: str | None = None
     concurrency: int = DEFAULT_CONCURRENCY
     tls_ca: Path | None = None
@@ -196,6 +197,7 @@ class WorkerSettings:
             nexus=_urls(merged.get("nexus", default_nexus_url())),
             public=_bool("public", merged.get("public", True)),
             rest=_rest(merged.get("rest")),
+            rest_off=merged.get("rest") is not None and _rest(merged.get("rest")) is None,
             image=merged.get("image"),
             concurrency=concurrency,
             tls_ca=cls._tls_ca(merged, block_dir),

@@ -23,12 +23,11 @@ from .._errors import (
     UsageError,
 )
 from ._app import App, AppState
+from ._compat import NexusAPISpecs, NexusMessageSpecs, serial_generator
 from ._runner import startup
 from ._specs import APISpecs, MessageSpecs
 from ._timers import SetInterval, SetIntervalSafe, SetTimeout, SetTimeoutSafe, clearInterval, setInterval, setTimeout
 
-NexusAPISpecs = APISpecs  # the names used by the later QE worker docs
-NexusMessageSpecs = MessageSpecs
 
 __all__ = [
     "APISpecs",
@@ -59,6 +58,7 @@ __all__ = [
     "UnknownCommand",
     "UsageError",
     "clearInterval",
+    "serial_generator",
     "setInterval",
     "setTimeout",
     "startup",

@@ -14,7 +14,7 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 from .. import __version__
-from .._config import WorkerSettings, is_loopback_url
+from .._config import DEFAULT_REST_PORT, WorkerSettings, is_loopback_url
 from .._errors import (
     Busy,
     CallTimeout,
@@ -228,7 +228,7 @@ class App(EventsMixin, MessagingMixin):
             await self.client.nc.subscribe(f"nx.evt.{me.app}.app", cb=self._on_app_event),
         ]
         await self._messaging.start()
-        if self.settings.rest is not None:
+        if self.settings.rest is not None or self._rest is not None:
             await self._rest_server().start()
         self._own(self._heartbeat(), "heartbeat")
         self._own(self._longcalls.sweep(), "long calls")
@@ -331,16 +331,29 @@ class App(EventsMixin, MessagingMixin):
 
     @property
     def rest(self) -> Any:
-        """The worker's FastAPI app (``@App.rest.get("/")``), served on the ``rest`` port."""
+        """The worker's FastAPI app (``@App.rest.get("/")``), served on the ``rest`` port.
+
+        Used before the worker starts with no ``rest=`` given, it is served on port 8000 (as the
+        QE docs' examples expect); ``rest=False`` refuses it.
+        """
         return self._rest_server().app
 
     def _rest_server(self) -> Any:
-        if self.settings.rest is None:
-            raise ConfigError("App.rest needs a port: create the worker with App(rest=8000)")
         if self._rest is None:
+            port = self.settings.rest
+            if port is None:
+                # the QE docs use App.rest with no rest= given: serve it on the default port then
+                if self.settings.rest_off:
+                    raise ConfigError("App.rest needs a port: this worker has rest=False; use App(rest=8000)")
+                if self.state is not AppState.NEW:
+                    raise ConfigError(
+                        "App.rest needs a port: set its routes before the worker starts (it then serves on "
+                        f"{DEFAULT_REST_PORT}), or create it with App(rest=PORT)"
+                    )
+                port = DEFAULT_REST_PORT
             from ._rest import RestServer
 
-            self._rest = RestServer(self.settings.rest, title=self.jid)
+            self._rest = RestServer(port, title=self.jid)
         return self._rest
 
     async def _connect(self) -> None:
