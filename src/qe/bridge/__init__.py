@@ -28,7 +28,6 @@ from ._runner import startup
 from ._specs import APISpecs, MessageSpecs
 from ._timers import SetInterval, SetIntervalSafe, SetTimeout, SetTimeoutSafe, clearInterval, setInterval, setTimeout
 
-
 __all__ = [
     "APISpecs",
     "App",
