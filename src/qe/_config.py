@@ -32,6 +32,7 @@ from ._names import check_app, check_resource
 
 __all__ = [
     "BLOCK_CONFIG",
+    "BLOCK_PREFIX",
     "DEFAULT_NATS_PORT",
     "DEFAULT_REST_PORT",
     "WorkerSettings",
@@ -40,6 +41,7 @@ __all__ = [
 ]
 
 BLOCK_CONFIG = "qe.toml"
+BLOCK_PREFIX = "wpy"  # a block folder is wpy<app>
 KEY_FILE = "qe.key"
 DEFAULT_NATS_PORT = 7422
 DEFAULT_REST_PORT = 8000  # rest=True, or App.rest used with no rest= given
@@ -190,14 +192,15 @@ class WorkerSettings:
             raise ConfigError("concurrency must be a whole number") from None
         if concurrency < 1:
             raise ConfigError("concurrency must be at least 1")
+        rest = _rest(merged.get("rest"))
         return cls(
             app=app,
             resource=resource,
             key=key,
             nexus=_urls(merged.get("nexus", default_nexus_url())),
             public=_bool("public", merged.get("public", True)),
-            rest=_rest(merged.get("rest")),
-            rest_off=merged.get("rest") is not None and _rest(merged.get("rest")) is None,
+            rest=rest,
+            rest_off=rest is None and merged.get("rest") is not None,
             image=merged.get("image"),
             concurrency=concurrency,
             tls_ca=cls._tls_ca(merged, block_dir),

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
-from ._config import BLOCK_CONFIG, KEY_FILE
+from ._config import BLOCK_CONFIG, BLOCK_PREFIX, KEY_FILE
 from ._errors import ConfigError
 from ._keys import AppKey, write_secret_file
 from ._names import check_app
@@ -19,7 +19,7 @@ _RENAMES = {"gitignore": ".gitignore"}
 
 
 def block_folder_name(app: str) -> str:
-    return f"wpy{check_app(app)}"
+    return f"{BLOCK_PREFIX}{check_app(app)}"
 
 
 @dataclass(frozen=True)

@@ -13,14 +13,14 @@ import os
 import sys
 from pathlib import Path
 
+from ._config import BLOCK_CONFIG, BLOCK_PREFIX
+
 __all__ = ["env_bin", "script_block_folder", "write_missing_terminals", "write_terminal_bat", "write_terminal_sh"]
 
 log = logging.getLogger("qe.worker")
 
 SH = "terminal.sh"
 BAT = "terminal.bat"
-_BLOCK_PREFIX = "wpy"
-_BLOCK_CONFIG = "qe.toml"
 
 
 def env_bin(env: Path) -> Path:
@@ -82,7 +82,7 @@ def script_block_folder() -> Path | None:
     if not isinstance(file, str) or not file.endswith(".py"):
         return None
     folder = Path(file).resolve().parent
-    if folder.name.startswith(_BLOCK_PREFIX) or (folder / _BLOCK_CONFIG).is_file():
+    if folder.name.startswith(BLOCK_PREFIX) or (folder / BLOCK_CONFIG).is_file():
         return folder
     return None
 

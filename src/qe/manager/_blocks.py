@@ -13,7 +13,7 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
-from .._config import BLOCK_CONFIG
+from .._config import BLOCK_CONFIG, BLOCK_PREFIX
 from .._terminals import write_terminal_bat, write_terminal_sh
 from ._errors import BlockError
 from ._location import env_python
@@ -29,7 +29,6 @@ __all__ = [
     "write_terminals",
 ]
 
-BLOCK_PREFIX = "wpy"
 SCRIPT = "run.py"
 _RESOURCE = re.compile(r"""resource\s*=\s*["']([^"']+)["']""")
 

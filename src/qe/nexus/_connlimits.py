@@ -66,7 +66,6 @@ class ConnectionLimits:
         self._seen = _Seen()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._connected = False
-        self._registry_mtime = 0.0
 
     async def start(self) -> None:
         await self.nc.connect(
@@ -131,7 +130,7 @@ class ConnectionLimits:
     def _add(self, server: str, cid: object, key: object, name: object) -> None:
         if not isinstance(cid, int) or not isinstance(key, str):
             return
-        self._fresh_registry()
+        self.registry.refresh()  # limits as the registry says now (``qe key limit`` a moment ago)
         conn = _Conn(server, key, name if isinstance(name, str) else "")
         self._seen.conns[cid] = conn
         cids = self._seen.by_key.setdefault(key, [])
@@ -142,20 +141,6 @@ class ConnectionLimits:
         waiter = self._seen.waiters.pop(cid, None)
         if waiter is not None:
             waiter.set()
-
-    def _fresh_registry(self) -> None:
-        """Limits as the registry says now (``qe key limit`` a moment ago): one stat per connection."""
-        try:
-            mtime = self.registry.paths.registry.stat().st_mtime
-        except OSError:
-            return
-        if mtime != self._registry_mtime:
-            try:
-                self.registry.reload()
-            except QEError as exc:
-                log.error("%s", exc)
-                return
-            self._registry_mtime = mtime
 
     def _refuse(self, cid: int, conn: _Conn, limit: int) -> None:
         conn.over = True

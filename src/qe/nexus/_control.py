@@ -50,13 +50,12 @@ class ControlPlane:
         self.presence = Presence()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._probing: set[Identity] = set()
-        self._registry_mtime = 0.0  # what events were last published for
-        self._loaded_mtime = 0.0  # what self.registry holds
+        self._registry_mtime = 0.0  # the registry version events were last published for
 
     async def start(self) -> None:
         await self.client.nc.subscribe("nx.sys.>", queue="nexusd", cb=self._on_sys)
         await self.client.sync()
-        self._registry_mtime = self._loaded_mtime = self._mtime()
+        self._registry_mtime = self.registry.file_mtime()
         self._own(self._sweep(), "sweep")
         self._own(self._watch_registry(), "registry")
 
@@ -133,9 +132,8 @@ class ControlPlane:
             )
         self.presence.put(Block(sender, instance, _clean_info(request)))
         log.info("%s is online", sender.jid)
-        if self._mtime() != self._loaded_mtime:
-            # an app created a moment ago: answer with its owner, not with the stale registry
-            self._reload_registry()
+        # an app created a moment ago: answer with its owner, not with the stale registry
+        self.registry.refresh()
         app = self.registry.app(sender.app) or {}
         return {"code": 0, "owner": app.get("owner"), "partners": app.get("partners", [])}
 
@@ -201,30 +199,14 @@ class ControlPlane:
 
     # -- registry changes ------------------------------------------------------------------
 
-    def _mtime(self) -> float:
-        try:
-            return self.registry.paths.registry.stat().st_mtime
-        except OSError:
-            return 0.0
-
-    def _reload_registry(self) -> bool:
-        mtime = self._mtime()
-        try:
-            self.registry.reload()
-        except QEError as exc:
-            log.error("%s", exc)
-            return False
-        self._loaded_mtime = mtime
-        return True
-
     async def _watch_registry(self) -> None:
         while True:
             await asyncio.sleep(REGISTRY_POLL)
-            mtime = self._mtime()
+            mtime = self.registry.file_mtime()
             if mtime == self._registry_mtime:
                 continue
             self._registry_mtime = mtime
-            if not self._reload_registry():
+            if not self.registry.refresh():
                 continue
             if self.limits is not None:
                 self.limits.enforce()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import getpass
 import json
+import logging
 import os
 import re
 import time
@@ -21,11 +22,13 @@ from typing import Any
 
 from filelock import FileLock
 
-from .._errors import BadRequest, ConfigError
+from .._errors import BadRequest, ConfigError, QEError
 from .._keys import AppKey, generate_key, read_key_file, write_secret_file
 from .._names import check_app, check_uid
 
 __all__ = ["SYSTEM_APP", "SYSTEM_UID", "NexusPaths", "Registry"]
+
+log = logging.getLogger("qe.nexus.registry")
 
 SYSTEM_APP = "qe"  # the app of the CLI and the control plane
 SYSTEM_UID = "system"  # the control plane's uid; no person may take it
@@ -107,6 +110,7 @@ class Registry:
     def __init__(self, paths: NexusPaths, data: dict[str, Any]) -> None:
         self.paths = paths
         self.data = data
+        self.loaded_mtime = self.file_mtime()  # the file version self.data was read from (or written as)
 
     # -- loading ---------------------------------------------------------------------------
 
@@ -170,9 +174,32 @@ class Registry:
             yield data
             self._write(self.paths, data)
             self.data = data
+            self.loaded_mtime = self.file_mtime()
 
     def reload(self) -> None:
+        mtime = self.file_mtime()
         self.data = self._read(self.paths)
+        self.loaded_mtime = mtime
+
+    def file_mtime(self) -> float:
+        try:
+            return self.paths.registry.stat().st_mtime
+        except OSError:
+            return 0.0
+
+    def refresh(self) -> bool:
+        """Reload if another process changed the file since it was read (one ``stat`` otherwise).
+
+        False when the new file cannot be read: that is logged, and the last good data is kept.
+        """
+        if self.file_mtime() == self.loaded_mtime:
+            return True
+        try:
+            self.reload()
+        except QEError as exc:
+            log.error("%s", exc)
+            return False
+        return True
 
     # -- queries ---------------------------------------------------------------------------
 
